@@ -55,6 +55,7 @@ class NetworkAdapter(ABC):
         self.config = config
         self.device = torch.device("cpu")
         self.dtype = torch.float32
+        self.channels_last = False
 
     # -- description ---------------------------------------------------------------------------
 
