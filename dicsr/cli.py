@@ -1,0 +1,274 @@
+"""The ``dicsr`` command line: ``enhance``, ``models``, ``download``, ``convert``.
+
+Each sub-command is a thin shell around the library: what it prints is a user-facing summary;
+diagnostics go through :mod:`logging` (``-v`` shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dicsr._version import __version__
+from dicsr.errors import DicsrError
+
+__all__ = ["main"]
+
+logger = logging.getLogger("dicsr.cli")
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dicsr`` console script; returns the process exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose >= 2 else logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not hasattr(args, "handler"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.handler(args))
+    except DicsrError as exc:
+        print(f"dicsr: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dicsr: interrupted", file=sys.stderr)
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dicsr", description="Face super-resolution (DIC, SPARNet).")
+    parser.add_argument("--version", action="version", version=f"dicsr {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    enhance = sub.add_parser("enhance", help="restore the faces in photos")
+    enhance.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
+    enhance.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    enhance.add_argument("-m", "--model", default="dic-celeba",
+                         help="zoo name, hf-hub:org/repo[@rev], model folder or checkpoint")
+    enhance.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    enhance.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
+    enhance.add_argument("--upscale", type=float, default=None,
+                         help="output scale of the photo (default: the model's scale)")
+    enhance.add_argument("--only-center-face", action="store_true")
+    enhance.add_argument("--max-faces", type=int, default=None)
+    enhance.add_argument("--aligned", action="store_true", help="inputs are already face crops")
+    enhance.add_argument("--detector", default="mobile0.25", choices=["mobile0.25", "resnet50"])
+    enhance.add_argument("--detector-weights", type=Path, default=None, help="local detector weights")
+    enhance.add_argument("--score-threshold", type=float, default=0.5)
+    enhance.add_argument("--batch-size", type=int, default=None)
+    enhance.add_argument("--save-faces", action="store_true", help="also write each restored face")
+    enhance.add_argument("--save-landmarks", action="store_true",
+                         help="write a JSON per image with boxes and landmarks in photo coordinates")
+    enhance.add_argument("--draw-landmarks", action="store_true", help="draw landmarks on the output")
+    enhance.add_argument("--compare", action="store_true", help="also write input|output side by side")
+    enhance.add_argument("--ext", default=None, help="output format, e.g. png (default: keep the input's)")
+    enhance.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip)")
+    enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
+    enhance.add_argument("--offline", action="store_true", help="never touch the network")
+    enhance.set_defaults(handler=_cmd_enhance)
+
+    models = sub.add_parser("models", help="list the model zoo and what is cached")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.set_defaults(handler=_cmd_models)
+
+    download = sub.add_parser("download", help="fetch model weights into the cache")
+    download.add_argument("names", nargs="+", help="zoo names (see `dicsr models`)")
+    download.add_argument("--revision", default=None)
+    download.add_argument("--no-progress", action="store_true")
+    download.set_defaults(handler=_cmd_download)
+
+    convert = sub.add_parser("convert", help="convert an official checkpoint to a model folder")
+    convert.add_argument("checkpoint", type=Path, help="official .pth (DIC/DICGAN/SPARNet/SPARNetHD)")
+    convert.add_argument("output", type=Path, help="model folder to write")
+    convert.add_argument("--name", default=None, help="zoo name to describe (e.g. dicgan-celeba)")
+    convert.add_argument("--overwrite", action="store_true")
+    convert.set_defaults(handler=_cmd_convert)
+    return parser
+
+
+# -- enhance ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Summary:
+    images: int = 0
+    faces: int = 0
+    skipped: int = 0
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _cmd_enhance(args: argparse.Namespace) -> int:
+    from dicsr.pipeline import FaceSuperResolver
+
+    inputs = list(_collect_inputs(args.inputs))
+    if not inputs:
+        raise _no_inputs_error(args.inputs)
+    args.output.mkdir(parents=True, exist_ok=True)
+    resolver = FaceSuperResolver(
+        args.model, device=args.device, dtype=args.dtype, upscale=args.upscale,
+        only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
+        detector_weights=args.detector_weights, score_threshold=args.score_threshold,
+        batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
+    )
+    summary = _Summary()
+    for source, relative in _progress(inputs, enabled=not args.no_progress):
+        target = _output_path(args.output, relative, args.ext)
+        if target.exists() and not args.overwrite:
+            summary.skipped += 1
+            logger.info("skip %s: %s exists (use --overwrite)", source, target)
+            continue
+        try:
+            faces = _enhance_one(resolver, source, target, args)
+        except DicsrError as exc:
+            summary.failures.append((source, str(exc)))
+            logger.warning("failed %s: %s", source, exc)
+            continue
+        except (OSError, ValueError, RuntimeError) as exc:  # never let one file stop the batch
+            summary.failures.append((source, f"{type(exc).__name__}: {exc}"))
+            logger.warning("failed %s: %s", source, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            continue
+        summary.images += 1
+        summary.faces += faces
+
+    print(f"dicsr: {summary.images} image(s) restored, {summary.faces} face(s), "
+          f"{summary.skipped} skipped, {len(summary.failures)} failed")
+    for source, reason in summary.failures:
+        print(f"  failed: {source}: {reason.splitlines()[0] if reason else 'unknown error'}")
+    return 1 if summary.failures else 0
+
+
+def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Namespace) -> int:
+    from dicsr.image import save_image
+    from dicsr.visualize import draw_landmarks, side_by_side
+
+    result = resolver.enhance(source, aligned=args.aligned)
+    output = result.image
+    if args.draw_landmarks:
+        points = [f.landmarks_in_output for f in result.faces if f.landmarks_in_output is not None]
+        output = draw_landmarks(output, points)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_image(output, target)
+    if args.compare:
+        save_image(side_by_side(source, output), target.with_name(f"{target.stem}_compare{target.suffix}"))
+    if args.save_faces:
+        for index, face in enumerate(result.faces):
+            save_image(face.image, target.with_name(f"{target.stem}_face{index:02d}.png"))
+    if args.save_landmarks:
+        target.with_suffix(".json").write_text(json.dumps(_landmarks_record(source, result), indent=2))
+    return result.num_faces
+
+
+def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
+    """JSON-ready description of the faces of one image, in output-photo coordinates."""
+    scale = result.upscale
+    faces = []
+    for face in result.faces:
+        faces.append({
+            "score": face.score,
+            "box": [v * scale for v in face.detection_box] if face.detection_box else None,
+            "crop_box": [v * scale for v in face.box],
+            "points5": (face.points5 * scale).tolist() if face.points5 is not None else None,
+            "landmarks68": None if face.landmarks_in_output is None else face.landmarks_in_output.tolist(),
+        })
+    width, height = result.input_size
+    return {
+        "input": str(source),
+        "input_size": [width, height],
+        "upscale": scale,
+        "coordinates": "output-photo pixels, (x, y), pixel centres at +0.5",
+        "faces": faces,
+    }
+
+
+def _collect_inputs(patterns: Sequence[str]) -> Iterator[tuple[Path, Path]]:
+    """Yield ``(file, path relative to its root)`` for files, folders (recursive) and globs."""
+    seen: set[Path] = set()
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            candidates = [(p, p.relative_to(path)) for p in sorted(path.rglob("*"))
+                          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.exists():
+            candidates = [(path, Path(path.name))]
+        else:
+            candidates = [(Path(p), Path(Path(p).name)) for p in sorted(glob.glob(pattern, recursive=True))
+                          if Path(p).is_file()]
+        for file, relative in candidates:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield file, relative
+
+
+def _no_inputs_error(patterns: Sequence[str]) -> DicsrError:
+    from dicsr.errors import InvalidInputError
+
+    return InvalidInputError(f"no input images found in: {' '.join(patterns)}")
+
+
+def _output_path(root: Path, relative: Path, ext: str | None) -> Path:
+    target = root / relative
+    return target.with_suffix("." + ext.lstrip(".")) if ext else target
+
+
+def _progress(items: list[tuple[Path, Path]], *, enabled: bool) -> Any:
+    if not enabled or len(items) < 2:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="dicsr", unit="img")
+
+
+# -- models / download / convert ----------------------------------------------------------------
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from dicsr.loading import is_cached, list_models
+
+    rows = [(entry, is_cached(entry.name)) for entry in list_models()]
+    if args.json:
+        print(json.dumps([{"name": e.name, "arch": e.arch, "preset": e.preset, "hub_repo": e.hub_repo,
+                           "revision": e.revision, "lr_size": e.lr_size, "hr_size": e.hr_size,
+                           "crop": e.crop, "license": e.license, "cached": cached} for e, cached in rows],
+                         indent=2))
+        return 0
+    print(f"{'name':<15} {'arch':<8} {'in->out':<10} {'crop':<15} {'cached':<7} licence")
+    for entry, cached in rows:
+        size = f"{entry.lr_size}->{entry.hr_size}"
+        print(f"{entry.name:<15} {entry.arch:<8} {size:<10} {entry.crop:<15} "
+              f"{'yes' if cached else 'no':<7} {entry.license}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from dicsr.loading import download_model
+
+    for name in args.names:
+        folder = download_model(name, revision=args.revision, progress=not args.no_progress)
+        print(f"{name}: {folder}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from dicsr.loading import convert_checkpoint
+
+    folder = convert_checkpoint(args.checkpoint, args.output, name=args.name, overwrite=args.overwrite)
+    print(f"converted {args.checkpoint} -> {folder}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""``FaceSuperResolver``: detect, crop as each model was trained, super-resolve, paste back.
+
+The pipeline only composes parts that live elsewhere:
+
+* :mod:`dicsr.image` reads any input into float RGB (+ alpha) and rebuilds outputs;
+* :mod:`dicsr.face.detect` finds faces (facexlib RetinaFace);
+* :mod:`dicsr.face.crop` cuts each face out the way its model was trained;
+* :mod:`dicsr.adapters` runs the network (normalisation lives there);
+* :mod:`dicsr.face.landmarks` decodes heatmaps; :mod:`dicsr.face.paste` blends faces back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dicsr.adapters import NetworkAdapter
+from dicsr.config import ModelConfig
+from dicsr.devices import resolve_device, resolve_dtype
+from dicsr.errors import InvalidInputError
+from dicsr.face import crop as face_crop
+from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
+from dicsr.face.paste import paste_faces, upscale_background
+from dicsr.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, to_output
+from dicsr.results import EnhanceResult, RestoredFace
+
+__all__ = ["BackgroundUpsampler", "FaceSuperResolver"]
+
+logger = logging.getLogger(__name__)
+
+#: ``bg_upsampler(rgb, scale) -> rgb``: float32 HWC RGB in [0, 1] in, upscaled by ``scale`` out.
+BackgroundUpsampler = Callable[[np.ndarray, float], np.ndarray]
+
+#: Default cap on the restored photo's size when ``upscale`` is left to the model's scale:
+#: an 8x upscale of a 12 MP photo would need ~9 GB of float32 pixels.
+DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000
+
+# Peak activation memory of one face in float32, measured on CPU (specs/dic.md §5: ~285 MB per
+# DIC face; SPARNet at 128 px is small; SPARNetHD at 512 px about 1.5 GB). Used to pick a batch
+# size that fits the free memory of the device.
+_BYTES_PER_FACE = {("dic", 128): 300e6, ("sparnet", 128): 60e6, ("sparnet", 512): 1.6e9}
+
+
+@dataclass(frozen=True)
+class _PreparedFace:
+    """A face between cropping and the network: its crop plus what the detector said."""
+
+    crop: face_crop.FaceCrop
+    detection_box: tuple[float, float, float, float] | None
+    score: float
+    points5: np.ndarray | None
+
+
+class FaceSuperResolver:
+    """Restore every face of a photo with a face super-resolution network.
+
+    Args:
+        model: a model-zoo name (``dicsr.loading.list_models()``), ``"hf-hub:org/repo[@rev]"``, a
+            local model folder, ``.safetensors`` file or official ``.pth`` checkpoint, or an
+            already loaded :class:`~dicsr.adapters.NetworkAdapter`.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
+        dtype: network precision: ``float32`` (default), ``float16`` (CUDA/MPS) or ``bfloat16``.
+        channels_last: run convolutions in NHWC memory format (faster on recent GPUs/CPUs).
+        detector: RetinaFace backbone, ``"mobile0.25"`` (fast) or ``"resnet50"`` (accurate).
+        detector_weights: local detector weights file; by default they are fetched into the
+            dicsr cache (``$DICSR_CACHE_DIR``).
+        score_threshold: minimum detector confidence.
+        max_faces: keep at most this many faces (highest scores first).
+        only_center_face: keep only the face closest to the image centre.
+        upscale: output scale of the whole photo; default the model's scale (8 for DIC, 1 for
+            SPARNetHD), reduced if the output would exceed ``max_output_pixels``.
+        refine_crop: DIC only: re-crop each face from the landmarks DIC itself predicts (the
+            training convention) and run it again when the crop moved noticeably.
+        batch_size: faces per network call; default chosen from the device's free memory.
+        bg_upsampler: callable upscaling the background (e.g. a Real-ESRGAN wrapper); default
+            PIL bicubic.
+        max_pixels: decompression-bomb guard for inputs.
+        max_output_pixels: cap on the restored photo when ``upscale`` is not given.
+        cache_dir, revision, offline, progress: passed to :func:`dicsr.loading.load_model`.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | NetworkAdapter = "dic-celeba",
+        *,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        channels_last: bool = False,
+        detector: str = "mobile0.25",
+        detector_weights: str | Path | None = None,
+        score_threshold: float = 0.5,
+        max_faces: int | None = None,
+        only_center_face: bool = False,
+        upscale: float | None = None,
+        refine_crop: bool = False,
+        batch_size: int | None = None,
+        bg_upsampler: BackgroundUpsampler | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+        cache_dir: str | Path | None = None,
+        revision: str | None = None,
+        offline: bool | None = None,
+        progress: bool = True,
+    ) -> None:
+        if not 0.0 <= score_threshold <= 1.0:
+            raise InvalidInputError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if max_faces is not None and max_faces < 1:
+            raise InvalidInputError(f"max_faces must be >= 1 or None, got {max_faces}")
+        if batch_size is not None and batch_size < 1:
+            raise InvalidInputError(f"batch_size must be >= 1 or None, got {batch_size}")
+        if upscale is not None and not upscale > 0:
+            raise InvalidInputError(f"upscale must be > 0, got {upscale}")
+
+        self._device = resolve_device(device)
+        dtype = resolve_dtype(dtype)
+        if isinstance(model, NetworkAdapter):
+            self.adapter = model
+        else:
+            from dicsr.loading import load_model
+
+            self.adapter = load_model(
+                model, cache_dir=cache_dir, revision=revision, offline=offline, progress=progress
+            )
+        self.adapter.to(self._device, dtype, channels_last=channels_last)
+
+        self.detector_name = detector
+        self.detector_weights = detector_weights
+        self.score_threshold = score_threshold
+        self.max_faces = max_faces
+        self.only_center_face = only_center_face
+        self.upscale = upscale
+        self.refine_crop = refine_crop and self.config.num_landmarks == 68
+        self.batch_size = batch_size
+        self.bg_upsampler = bg_upsampler
+        self.max_pixels = max_pixels
+        self.max_output_pixels = max_output_pixels
+        self._cache_dir = cache_dir
+        self._offline = offline
+        self._detector: Any = None
+        # facexlib's RetinaFace keeps per-call scale factors on the module, so detection is
+        # serialised; the network adapter is stateless and runs concurrently.
+        self._detector_lock = threading.Lock()
+
+    # -- properties ------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> ModelConfig:
+        """The loaded model's configuration (sizes, crop convention, provenance)."""
+        return self.adapter.config
+
+    @property
+    def device(self) -> torch.device:
+        """Device the network runs on."""
+        return self.adapter.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Precision the network runs in."""
+        return self.adapter.dtype
+
+    def to(
+        self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+    ) -> FaceSuperResolver:
+        """Move the network (not the detector) to another device/dtype; returns ``self``."""
+        self.adapter.to(
+            resolve_device(device) if device is not None else None,
+            resolve_dtype(dtype) if dtype is not None else None,
+            channels_last=self.adapter.channels_last,
+        )
+        return self
+
+    # -- main entry point ----------------------------------------------------------------------
+
+    def enhance(
+        self,
+        image: Any,
+        *,
+        aligned: bool = False,
+        channel_order: str = "rgb",
+        paste_back: bool = True,
+        upscale: float | None = None,
+        return_steps: bool = False,
+    ) -> EnhanceResult:
+        """Super-resolve every face in ``image``.
+
+        Args:
+            image: a path, ``PIL.Image``, numpy array (HW, HWC; uint8/uint16/float) or tensor.
+            aligned: the input already is a face crop in the model's convention: skip detection.
+            channel_order: ``"rgb"`` or ``"bgr"`` for numpy inputs (OpenCV users: ``"bgr"``).
+            paste_back: blend the faces into the upscaled photo; ``False`` returns faces only.
+            upscale: override the resolver's output scale for this call.
+            return_steps: also return every recurrent step's face (DIC).
+
+        Returns:
+            An :class:`~dicsr.results.EnhanceResult`. A photo without faces is not an error: the
+            result has no faces and, with ``paste_back``, the upscaled photo.
+        """
+        loaded = load_image(image, channel_order=channel_order, max_pixels=self.max_pixels)
+        height, width = loaded.rgb.shape[:2]
+        prepared = self._prepare_aligned(loaded) if aligned else self._prepare_detected(loaded)
+
+        images, heatmaps, steps = self._super_resolve([p.crop.lr for p in prepared], return_steps)
+        if self.refine_crop and prepared:
+            prepared, images, heatmaps, steps = self._refine(loaded, prepared, images, heatmaps, steps,
+                                                             return_steps)
+
+        scale = self._output_scale(width, height, upscale)
+        faces = self._assemble_faces(loaded, prepared, images, heatmaps, steps, scale)
+        photo = self._paste(loaded, prepared, images, scale) if paste_back else None
+        return EnhanceResult(image=photo, faces=tuple(faces), upscale=scale, input_size=(width, height))
+
+    __call__ = enhance
+
+    # -- stages --------------------------------------------------------------------------------
+
+    def _get_detector(self) -> Any:
+        with self._detector_lock:
+            if self._detector is None:
+                from dicsr.face.detect import FaceDetector
+                from dicsr.loading import resolve_detector_weights
+
+                weights = resolve_detector_weights(
+                    self.detector_name, self.detector_weights, cache_dir=self._cache_dir,
+                    offline=self._offline,
+                )
+                self._detector = FaceDetector(
+                    weights, network=self.detector_name, device=self._device,
+                    score_threshold=self.score_threshold,
+                )
+            return self._detector
+
+    def _prepare_detected(self, loaded: LoadedImage) -> list[_PreparedFace]:
+        detector = self._get_detector()
+        rgb_uint8 = np.clip(loaded.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        with self._detector_lock:
+            detections = detector.detect(
+                rgb_uint8, max_faces=self.max_faces, only_center_face=self.only_center_face
+            )
+        logger.info("detected %d face(s)", len(detections))
+        return [
+            _PreparedFace(
+                crop=face_crop.crop_face(
+                    loaded.rgb, det, convention=self.config.crop,
+                    lr_size=self.config.lr_size, hr_size=self.config.hr_size,
+                ),
+                detection_box=det.box,
+                score=float(det.score),
+                points5=det.points5,
+            )
+            for det in detections
+        ]
+
+    def _prepare_aligned(self, loaded: LoadedImage) -> list[_PreparedFace]:
+        crop = face_crop.crop_aligned(loaded.rgb, lr_size=self.config.lr_size, hr_size=self.config.hr_size)
+        return [_PreparedFace(crop=crop, detection_box=None, score=1.0, points5=None)]
+
+    def _auto_batch_size(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        per_face = _BYTES_PER_FACE.get((self.config.arch, self.config.hr_size), 300e6)
+        if self.adapter.dtype != torch.float32:
+            per_face /= 2
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            budget = 0.6 * free
+        else:
+            # CPU: large batches buy little throughput but cost memory linearly.
+            budget = 2e9
+        return max(1, int(budget // per_face))
+
+    def _super_resolve(
+        self, crops: Sequence[np.ndarray], return_steps: bool
+    ) -> tuple[list[np.ndarray], list[np.ndarray | None], list[tuple[np.ndarray, ...]]]:
+        """Run the network on all crops, in memory-bounded chunks; results as float32 HWC."""
+        images: list[np.ndarray] = []
+        heatmaps: list[np.ndarray | None] = []
+        steps: list[tuple[np.ndarray, ...]] = []
+        chunk = self._auto_batch_size()
+        for start in range(0, len(crops), chunk):
+            batch = torch.from_numpy(np.stack(crops[start : start + chunk])).permute(0, 3, 1, 2)
+            out = self.adapter(batch, all_steps=return_steps)
+            images.extend(_to_hwc_numpy(out.images))
+            if out.heatmaps is not None:
+                heatmaps.extend(h for h in out.heatmaps.float().cpu())
+            else:
+                heatmaps.extend([None] * batch.shape[0])
+            if return_steps and out.step_images:
+                per_step = [_to_hwc_numpy(s) for s in out.step_images]
+                steps.extend(tuple(step[i] for step in per_step) for i in range(batch.shape[0]))
+            else:
+                steps.extend(() for _ in range(batch.shape[0]))
+        return images, heatmaps, steps
+
+    def _refine(self, loaded, prepared, images, heatmaps, steps, return_steps):  # type: ignore[no-untyped-def]
+        """Re-crop faces whose DIC landmarks imply a different training-style box (DIC only)."""
+        moved: list[int] = []
+        refined = list(prepared)
+        for i, (face, hmap) in enumerate(zip(prepared, heatmaps)):
+            if hmap is None:
+                continue
+            stride = self.config.hr_size / hmap.shape[-1]
+            points_face = subpixel_landmarks(hmap[None], stride=stride)[0].numpy()
+            points_src = _apply_affine(_invert_affine(face.crop.affine), points_face)
+            box = face_crop.dic_box_from_landmarks68(points_src)
+            if _box_moved(face.crop.box, box):
+                refined[i] = _PreparedFace(
+                    crop=face_crop.crop_box(loaded.rgb, box, lr_size=self.config.lr_size,
+                                            hr_size=self.config.hr_size),
+                    detection_box=face.detection_box, score=face.score, points5=face.points5,
+                )
+                moved.append(i)
+        if not moved:
+            return prepared, images, heatmaps, steps
+        logger.info("refined the crop of %d face(s) from DIC's own landmarks", len(moved))
+        new_images, new_heatmaps, new_steps = self._super_resolve([refined[i].crop.lr for i in moved],
+                                                                  return_steps)
+        images, heatmaps, steps = list(images), list(heatmaps), list(steps)
+        for j, i in enumerate(moved):
+            images[i], heatmaps[i], steps[i] = new_images[j], new_heatmaps[j], new_steps[j]
+        return refined, images, heatmaps, steps
+
+    def _output_scale(self, width: int, height: int, upscale: float | None) -> float:
+        requested = upscale if upscale is not None else self.upscale
+        if requested is not None:
+            if not requested > 0:
+                raise InvalidInputError(f"upscale must be > 0, got {requested}")
+            return float(requested)
+        scale = float(self.config.scale)
+        limit = (self.max_output_pixels / max(1, width * height)) ** 0.5
+        if scale > limit:
+            capped = max(1.0, float(np.floor(limit * 100) / 100))
+            logger.warning(
+                "output of %dx%d at x%g would exceed %d pixels; using upscale=%g (pass upscale= "
+                "to override)", width, height, scale, self.max_output_pixels, capped,
+            )
+            return capped
+        return scale
+
+    def _assemble_faces(self, loaded, prepared, images, heatmaps, steps, scale):  # type: ignore[no-untyped-def]
+        faces = []
+        for face, img, hmap, step in zip(prepared, images, heatmaps, steps):
+            landmarks = official = in_output = None
+            if hmap is not None:
+                stride = self.config.hr_size / hmap.shape[-1]
+                landmarks = subpixel_landmarks(hmap[None], stride=stride)[0].numpy()
+                official = official_argmax_landmarks(hmap[None])[0].numpy()
+                in_output = _apply_affine(_invert_affine(face.crop.affine), landmarks) * scale
+            faces.append(
+                RestoredFace(
+                    image=to_output(img, like=loaded, include_alpha=False),
+                    lr=face.crop.lr,
+                    affine=face.crop.affine,
+                    box=face.crop.box,
+                    detection_box=face.detection_box,
+                    score=face.score,
+                    points5=face.points5,
+                    landmarks=landmarks,
+                    landmarks_official=official,
+                    landmarks_in_output=in_output,
+                    step_images=step,
+                )
+            )
+        return faces
+
+    def _paste(self, loaded: LoadedImage, prepared: list[_PreparedFace], images: list[np.ndarray],
+               scale: float) -> Any:
+        if self.bg_upsampler is not None:
+            background = _run_bg_upsampler(self.bg_upsampler, loaded.rgb, scale)
+        else:
+            background = upscale_background(loaded.rgb, scale)
+        restored = paste_faces(background, [(img, p.crop.affine) for img, p in zip(images, prepared)],
+                               upscale=scale)
+        alpha = None
+        if loaded.alpha is not None:
+            alpha = upscale_background(np.repeat(loaded.alpha[..., None], 3, axis=2), scale)[..., 0]
+        return to_output(restored, like=loaded, alpha=alpha)
+
+
+def _to_hwc_numpy(batch: torch.Tensor) -> list[np.ndarray]:
+    array = batch.detach().float().cpu().permute(0, 2, 3, 1).contiguous().numpy()
+    return list(array)
+
+
+def _invert_affine(affine: np.ndarray) -> np.ndarray:
+    full = np.vstack([affine, [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def _apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ affine[:, :2].T + affine[:, 2]
+
+
+def _box_moved(old: Sequence[float], new: Sequence[float], tolerance: float = 0.1) -> bool:
+    """True when the boxes' centres or sides differ by more than ``tolerance`` of the side."""
+    side = max(old[2] - old[0], 1e-6)
+    deltas = [abs(a - b) for a, b in zip(old, new)]
+    return max(deltas) > tolerance * side
+
+
+def _run_bg_upsampler(upsampler: BackgroundUpsampler, rgb: np.ndarray, scale: float) -> np.ndarray:
+    from dicsr.face.paste import validate_background
+
+    return validate_background(upsampler(rgb, scale), rgb.shape, scale)

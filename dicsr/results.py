@@ -1,0 +1,70 @@
+"""Result types returned by :class:`dicsr.FaceSuperResolver`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EnhanceResult", "RestoredFace"]
+
+
+@dataclass(frozen=True)
+class RestoredFace:
+    """One super-resolved face and everything needed to place it.
+
+    Coordinates are continuous pixel coordinates, ``(x, y)``, with the centre of the top-left
+    pixel at ``(0.5, 0.5)`` (docs/face-crops.md).
+
+    Attributes:
+        image: the restored face, ``hr_size`` square, in the type family of the input photo
+            (PIL in -> PIL out, uint8/uint16 arrays stay uint8/uint16, tensors stay tensors).
+        lr: the low-resolution crop fed to the network (float32 HWC RGB in [0, 1]).
+        affine: 2x3 float64 matrix mapping input-photo coordinates to face coordinates.
+        box: square crop box in input-photo coordinates ``(x0, y0, x1, y1)``.
+        detection_box: the detector's face box in input-photo coordinates (``None`` for
+            ``aligned=True`` inputs, which skip detection).
+        score: detector confidence (1.0 for aligned inputs).
+        points5: detector's five points in input-photo coordinates, shape (5, 2), or ``None``.
+        landmarks: sub-pixel 68-point landmarks in face coordinates, shape (68, 2); ``None`` for
+            networks that predict no landmarks (SPARNet).
+        landmarks_official: the official decoding (first argmax of the 32x32 heatmap, x4), int.
+        landmarks_in_output: ``landmarks`` in the coordinates of the restored photo.
+        step_images: each recurrent step's restored face (float32 HWC [0, 1]) when requested.
+    """
+
+    image: Any
+    lr: np.ndarray
+    affine: np.ndarray
+    box: tuple[float, float, float, float]
+    detection_box: tuple[float, float, float, float] | None
+    score: float
+    points5: np.ndarray | None
+    landmarks: np.ndarray | None
+    landmarks_official: np.ndarray | None
+    landmarks_in_output: np.ndarray | None
+    step_images: tuple[np.ndarray, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class EnhanceResult:
+    """The outcome of :meth:`dicsr.FaceSuperResolver.enhance`.
+
+    Attributes:
+        image: the whole restored photo, upscaled by ``upscale``, in the type family of the input
+            (alpha and 16-bit depth carried through); ``None`` when ``paste_back=False``.
+        faces: the restored faces, in detection order (highest score first).
+        upscale: factor between the input photo and ``image``.
+        input_size: ``(width, height)`` of the input photo after EXIF orientation.
+    """
+
+    image: Any
+    faces: tuple[RestoredFace, ...]
+    upscale: float
+    input_size: tuple[int, int]
+
+    @property
+    def num_faces(self) -> int:
+        """Number of faces found and restored."""
+        return len(self.faces)

@@ -1,0 +1,47 @@
+"""Small drawing helpers for the CLI and examples (landmark overlays, before/after strips)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+__all__ = ["draw_landmarks", "side_by_side"]
+
+
+def _as_pil_rgb(image: Any) -> Image.Image:
+    """A displayable 8-bit RGB PIL copy of a path, PIL image, array or tensor."""
+    from dicsr.image import load_image
+
+    rgb = load_image(image).rgb
+    return Image.fromarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def draw_landmarks(
+    image: Any, landmark_sets: Sequence[np.ndarray], *, color: tuple[int, int, int] = (0, 255, 0)
+) -> Image.Image:
+    """Draw each set of (K, 2) landmarks (pixel-centre convention, +0.5) as dots; returns RGB PIL."""
+    canvas = _as_pil_rgb(image)
+    draw = ImageDraw.Draw(canvas)
+    radius = max(1.0, min(canvas.size) / 300)
+    for points in landmark_sets:
+        for x, y in np.asarray(points, dtype=np.float64):
+            # landmark (x, y) are continuous coords; PIL draws in pixel-index space (centre = +0.5)
+            cx, cy = x - 0.5, y - 0.5
+            draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=color)
+    return canvas
+
+
+def side_by_side(before: Any, after: Any) -> Image.Image:
+    """``before`` (resized to ``after``'s height with nearest neighbour) next to ``after``."""
+    left, right = _as_pil_rgb(before if not isinstance(before, Path) else str(before)), _as_pil_rgb(after)
+    height = right.height
+    width = max(1, round(left.width * height / left.height))
+    left = left.resize((width, height), Image.NEAREST)
+    strip = Image.new("RGB", (width + right.width, height))
+    strip.paste(left, (0, 0))
+    strip.paste(right, (width, 0))
+    return strip
