@@ -1,0 +1,474 @@
+"""DIC / DICGAN generator (Ma et al., "Deep Face Super-Resolution with Iterative Collaboration
+between Attentive Recovery and Landmark Estimation", CVPR 2020), exact to the official code.
+
+Every fact below comes from ``shared/specs/dic.md`` ("spec §n"), which describes the official
+``Maclory/Deep-Iterative-Collaboration`` code. The network works in the official value space: RGB in
+[0, 1] minus the CelebA mean, no std division (spec §3); the adapter in :mod:`dicsr.adapters.dic`
+owns that normalisation.
+
+Module and attribute names (``conv_in``, ``first_block``, ``block``, ``upBlocks``, ``fusion_block``,
+``HG``, ``hg``, ``res4_1``, ...) deliberately repeat the official ones, including their
+non-PEP-8 spelling and ``nn.Sequential`` indices: the state-dict keys must equal the official keys
+and shapes (spec §4, 296 tensors), so official checkpoints load with ``strict=True`` and no renaming
+table.
+
+Differences from the official code that do not change any number:
+
+* no recurrent state on the module: the official ``block.last_hidden`` attribute (spec §2) becomes
+  an explicit argument, so one module can serve several threads at once;
+* the channel concatenations inside the projection units are written once into a preallocated
+  stack instead of re-concatenating all previous groups in every group (spec §2.1), and the
+  projection units run image by image reusing one 256x256 stack: the convolutions see bitwise the
+  same input, and the largest temporaries are neither reallocated nor multiplied by the batch;
+* residual sums and ReLUs run in place on freshly computed tensors (never on a tensor that is
+  returned or read again);
+* with ``all_steps=False`` the earlier steps' outputs are not kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["DIC", "DIC_PRESETS", "DICConfig", "DICOutput", "merge_heatmaps"]
+
+
+@dataclass(frozen=True)
+class DICConfig:
+    """Hyper-parameters of the DIC generator (the ``networks`` block of the official options, spec §1).
+
+    Attributes:
+        in_channels: image channels in (RGB).
+        out_channels: image channels out (RGB).
+        num_features: width C of the super-resolution branch.
+        num_steps: recurrent steps T.
+        num_groups: projection groups G in each feedback block.
+        hg_num_features: width F of the recurrent hourglass (its hidden state).
+        num_keypoints: landmarks K (only the 68-point iBUG layout is implemented, spec §2.3).
+        num_fusion_blocks: residual blocks in the attentive fusion module.
+        scale: upscaling factor (only 8 is implemented, as in the official code).
+    """
+
+    in_channels: int = 3
+    out_channels: int = 3
+    num_features: int = 48
+    num_steps: int = 4
+    num_groups: int = 6
+    hg_num_features: int = 256
+    num_keypoints: int = 68
+    num_fusion_blocks: int = 7
+    scale: int = 8
+
+    def __post_init__(self) -> None:
+        for name in (
+            "in_channels",
+            "out_channels",
+            "num_features",
+            "num_steps",
+            "num_groups",
+            "hg_num_features",
+            "num_fusion_blocks",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"DICConfig.{name} must be a positive integer, got {value!r}")
+        if self.scale != 8:
+            # The official DIC raises NotImplementedError for any other scale (spec §1).
+            raise ValueError(f"DIC only supports scale 8 (as the official code), got {self.scale!r}")
+        if self.num_keypoints != 68:
+            # The attention groups are defined for the 68-point layout only; the official 194-point
+            # branch is dead code for every released configuration (spec §2.3).
+            raise ValueError(f"DIC only supports 68 keypoints, got {self.num_keypoints!r}")
+        if self.hg_num_features % 2:
+            raise ValueError(f"DICConfig.hg_num_features must be even, got {self.hg_num_features}")
+
+
+#: Released configurations. DIC and DICGAN, trained on CelebA or Helen, all build this identical
+#: generator (the ``networks`` block is the same in all eight official option files, spec §1), so one
+#: preset serves the four official checkpoints.
+DIC_PRESETS: dict[str, DICConfig] = {"dic": DICConfig()}
+
+
+class DICOutput(NamedTuple):
+    """Result of :meth:`DIC.forward`.
+
+    Attributes:
+        sr: super-resolved images of each kept step, B x 3 x 8h x 8w, in the official mean-subtracted
+            space (not clamped); the last entry is the final result.
+        heatmaps: landmark heatmaps of each kept step, B x 68 x 2h x 2w (1/4 of the SR side); the
+            heatmaps of step t are computed on ``sr[t]``.
+    """
+
+    sr: tuple[Tensor, ...]
+    heatmaps: tuple[Tensor, ...]
+
+
+# --- small building blocks --------------------------------------------------------------------
+
+
+def _prelu() -> nn.PReLU:
+    # One learnable slope per layer, initialised to 0.2 (spec §2, "Notation").
+    return nn.PReLU(num_parameters=1, init=0.2)
+
+
+def _conv_prelu(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0
+) -> nn.Sequential:
+    """Official ``ConvBlock`` with PReLU: keys ``0.weight``, ``0.bias``, ``1.weight``."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), _prelu())
+
+
+def _deconv_prelu(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int
+) -> nn.Sequential:
+    """Official ``DeconvBlock`` with PReLU; output side (H - 1)·s − 2p + k (spec §6.1)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding), _prelu()
+    )
+
+
+def _memory_format_of(tensor: Tensor) -> torch.memory_format:
+    if (
+        tensor.dim() == 4
+        and not tensor.is_contiguous()
+        and tensor.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _empty_stack(like: Tensor, channels: int, height: int, width: int) -> Tensor:
+    """Uninitialised B x channels x height x width tensor with ``like``'s dtype, device and layout."""
+    return torch.empty(
+        (like.shape[0], channels, height, width),
+        dtype=like.dtype,
+        device=like.device,
+        memory_format=_memory_format_of(like),
+    )
+
+
+# --- attentive fusion (spec §2.2) ---------------------------------------------------------------
+
+
+class _GroupedResBlock(nn.Module):
+    """``u + conv(lrelu(conv(u)))`` with grouped 3x3 convolutions, residual scale 1 (spec §2.2)."""
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.res = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, groups=groups),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, groups=groups),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.res(x).add_(x)
+
+
+class FeatureHeatmapFusion(nn.Module):
+    """Attentive fusion: one private feature branch per facial component, mixed by a per-pixel
+    softmax over the components (official ``FeatureHeatmapFusingBlock``, spec §2.2)."""
+
+    def __init__(self, num_features: int, num_components: int, num_blocks: int) -> None:
+        super().__init__()
+        self.num_components = num_components
+        width = num_features * num_components
+        self.conv_in = nn.Sequential(nn.Conv2d(num_features, width, 1), nn.LeakyReLU(0.2, inplace=True))
+        # groups = num_components: channel block p is a private branch of component p (spec §2.2).
+        self.resnet = nn.Sequential(*(_GroupedResBlock(width, num_components) for _ in range(num_blocks)))
+
+    def forward(self, features: Tensor, component_maps: Tensor) -> Tensor:
+        """Fuse B x C x h x w ``features`` under B x P x h x w ``component_maps`` (pre-softmax)."""
+        branches = self.resnet(self.conv_in(features))
+        b, _, h, w = branches.shape
+        # Softmax over the P components per pixel, no temperature (spec §2.2). Done in float32 so
+        # half-precision runs get an accurate attention; a no-op for float32.
+        attention = torch.softmax(component_maps.float(), dim=1).to(branches.dtype)
+        branches = branches.view(b, self.num_components, -1, h, w)
+        return (branches * attention.unsqueeze(2)).sum(dim=1)
+
+
+# Heatmap channel ranges of the five facial components of the 68-point iBUG layout, 0-based and
+# end-exclusive, in the official order (spec §2.3). "Silhouette" includes both eyebrows (17-26).
+_COMPONENTS_68 = (
+    (36, 42),  # "left eye" (image-left, the subject's right eye)
+    (42, 48),  # "right eye"
+    (27, 36),  # nose: bridge and base
+    (48, 68),  # mouth: outer and inner lips
+    (0, 27),  # jaw 0-16 plus eyebrows 17-26
+)
+# Per-channel maxima below this are replaced by it before normalising (a clamp, not an epsilon:
+# negative maxima also become 0.05, spec §2.3 and §6.6).
+_HEATMAP_MIN_PEAK = 0.05
+
+
+def merge_heatmaps(heatmaps: Tensor) -> Tensor:
+    """B x 68 x h x w heatmaps -> B x 5 x h x w component maps (official ``merge_heatmap_5``).
+
+    Each channel is divided by its spatial maximum clamped to at least 0.05, then the channels of
+    each facial component are summed (spec §2.3). Computed in float32.
+    """
+    heatmaps = heatmaps.float()
+    peaks = heatmaps.flatten(2).amax(dim=2).clamp_min(_HEATMAP_MIN_PEAK)
+    normalised = heatmaps / peaks[:, :, None, None]
+    return torch.stack([normalised[:, lo:hi].sum(dim=1) for lo, hi in _COMPONENTS_68], dim=1)
+
+
+# --- recurrent SR block (spec §2.1) -------------------------------------------------------------
+
+
+class FeedbackBlock(nn.Module):
+    """SRFBN projection feedback block at scale 8 (spec §2.1).
+
+    ``first_block`` (step 0) compresses the features alone; ``block`` (steps >= 1) compresses
+    ``cat[features, hidden]`` and passes the result through the attentive fusion, whose output
+    *replaces* L0 (no skip around it, spec §6.5).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_groups: int,
+        *,
+        recurrent: bool,
+        num_fusion_blocks: int | None = None,
+        num_components: int = 5,
+    ) -> None:
+        super().__init__()
+        c = num_features
+        self.num_features = num_features
+        self.num_groups = num_groups
+        # Scale 8 -> projection kernel 12, stride 8, padding 2: 32x32 <-> 256x256 (spec §2.1).
+        self.projection = kernel, stride, padding = 12, 8, 2
+        self.compress_in = _conv_prelu(2 * c if recurrent else c, c, 1)
+        self.upBlocks = nn.ModuleList(_deconv_prelu(c, c, kernel, stride, padding) for _ in range(num_groups))
+        self.downBlocks = nn.ModuleList(_conv_prelu(c, c, kernel, stride, padding) for _ in range(num_groups))
+        self.uptranBlocks = nn.ModuleList(_conv_prelu(c * (g + 1), c, 1) for g in range(1, num_groups))
+        self.downtranBlocks = nn.ModuleList(_conv_prelu(c * (g + 1), c, 1) for g in range(1, num_groups))
+        self.compress_out = _conv_prelu(num_groups * c, c, 1)
+        # Registered last to keep the official state-dict order (spec §4).
+        self.fusion_block = (
+            FeatureHeatmapFusion(c, num_components, num_fusion_blocks)
+            if num_fusion_blocks is not None
+            else None
+        )
+        if recurrent != (self.fusion_block is not None):
+            raise ValueError("the recurrent feedback block has a fusion module and the first one has not")
+
+    def forward(
+        self, features: Tensor, hidden: Tensor | None = None, component_maps: Tensor | None = None
+    ) -> Tensor:
+        """One step: B x C x h x w features (+ previous hidden and component maps) -> new hidden."""
+        c, groups = self.num_features, self.num_groups
+        if self.fusion_block is None:
+            first = self.compress_in(features)
+        else:
+            if hidden is None or component_maps is None:
+                raise ValueError("the recurrent feedback block needs the hidden state and component maps")
+            # cat order: features first, hidden second (spec §2.1, §6.4).
+            first = self.fusion_block(self.compress_in(torch.cat([features, hidden], dim=1)), component_maps)
+
+        # The projection units run one image at a time: the 256x256 maps give the cores enough
+        # work without batching, an image's channel prefix is contiguous in NCHW (convolutions read
+        # it without a copy), and one high-resolution stack serves every image, so the activation
+        # peak no longer grows with the batch. On the golden batch the outputs stay bitwise equal
+        # to the official batched run (tests/test_dic_arch.py).
+        _, _, h, w = first.shape
+        kernel, stride, padding = self.projection
+        high_side = ((h - 1) * stride - 2 * padding + kernel, (w - 1) * stride - 2 * padding + kernel)
+        high = _empty_stack(first[:1], c * groups, *high_side)
+        return torch.cat([self._project(image, high) for image in first.split(1)], dim=0)
+
+    def _project(self, first: Tensor, high: Tensor) -> Tensor:
+        """Up/down projection groups for one image (1 x C x h x w L0); ``high`` is scratch space."""
+        c, groups = self.num_features, self.num_groups
+        # ``low[:, :c*(g+1)]`` is cat(L0..Lg) and ``high[:, :c*(g+1)]`` is cat(H0..Hg), oldest
+        # first (spec §2.1): each map is written once instead of re-concatenated in every group.
+        low = _empty_stack(first, c * (groups + 1), *first.shape[-2:])
+        low[:, :c].copy_(first)
+        for g in range(groups):
+            up_in = low[:, : c * (g + 1)]
+            if g > 0:
+                up_in = self.uptranBlocks[g - 1](up_in)
+            high[:, c * g : c * (g + 1)].copy_(self.upBlocks[g](up_in))
+            down_in = high[:, : c * (g + 1)]
+            if g > 0:
+                down_in = self.downtranBlocks[g - 1](down_in)  # a 1x1 conv at 256x256 (spec §2.1)
+            low[:, c * (g + 1) : c * (g + 2)].copy_(self.downBlocks[g](down_in))
+        # compress_out sees L1..LG: L0 is excluded (spec §2.1, §6.4).
+        return self.compress_out(low[:, c:])
+
+
+# --- recurrent hourglass alignment branch (spec §2.4) ------------------------------------------
+
+
+class ResidualBlock(nn.Module):
+    """Hourglass residual block without BN: ``skip(x) + 1x1(3x3(relu(1x1(x))))`` (spec §2.4).
+
+    There is no ReLU after the 3x3 convolution nor after the sum (spec §6.7).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        mid = out_channels // 2
+        self.conv_block = nn.Sequential(
+            nn.Conv2d(in_channels, mid, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1),
+            nn.Conv2d(mid, out_channels, 1),
+        )
+        self.skip_layer = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        skip = x if self.skip_layer is None else self.skip_layer(x)
+        return self.conv_block(x).add_(skip)
+
+
+class Lin(nn.Module):
+    """``relu(conv1x1(x))`` (official ``Lin``, spec §2.4)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.ReLU(inplace=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_block(x)
+
+
+class HourGlass(nn.Module):
+    """Single hourglass of ``depth`` levels with flat official names ``res{n}_{1,2,3}``/``res_center``.
+
+    ``level(n, x) = res{n}_1(x) + up2(res{n}_3(inner(res{n}_2(maxpool2(x)))))`` where ``inner`` is
+    level n-1 or, at n = 1, ``res_center``; ``up2`` is bilinear with ``align_corners=True``
+    (spec §2.4, §6.3).
+    """
+
+    def __init__(self, depth: int, num_features: int) -> None:
+        super().__init__()
+        self.depth = depth
+        # Registration order = official state-dict order: n_1, n_2 going down, then the centre,
+        # then the n_3 blocks coming back up (spec §4).
+        for n in range(depth, 0, -1):
+            self.add_module(f"res{n}_1", ResidualBlock(num_features, num_features))
+            self.add_module(f"res{n}_2", ResidualBlock(num_features, num_features))
+        self.res_center = ResidualBlock(num_features, num_features)
+        for n in range(1, depth + 1):
+            self.add_module(f"res{n}_3", ResidualBlock(num_features, num_features))
+
+    def _level(self, n: int, x: Tensor) -> Tensor:
+        upper = getattr(self, f"res{n}_1")(x)
+        lower = getattr(self, f"res{n}_2")(F.max_pool2d(x, 2))
+        lower = self._level(n - 1, lower) if n > 1 else self.res_center(lower)
+        lower = getattr(self, f"res{n}_3")(lower)
+        return upper.add_(F.interpolate(lower, scale_factor=2, mode="bilinear", align_corners=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._level(self.depth, x)
+
+
+class FeedbackHourGlass(nn.Module):
+    """Recurrent landmark estimator on the SR image (official ``FeedbackHourGlass``, spec §2.4)."""
+
+    def __init__(self, num_features: int, num_keypoints: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.num_features = num_features
+        f = num_features
+        self.pre_conv_block = nn.Sequential(
+            nn.Conv2d(in_channels, f // 4, 7, stride=2, padding=3),
+            nn.ReLU(inplace=True),
+            ResidualBlock(f // 4, f // 2),
+            nn.MaxPool2d(2),
+            ResidualBlock(f // 2, f // 2),
+            ResidualBlock(f // 2, f),
+        )
+        # No activation after compress_in (spec §6.7).
+        self.compress_in = nn.Conv2d(2 * f, 2 * f, 1)
+        self.hg = HourGlass(4, 2 * f)
+        self.hg_conv_out = nn.Sequential(ResidualBlock(f, f), Lin(f, f), nn.Conv2d(f, num_keypoints, 1))
+
+    def forward(self, image: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Mean-subtracted B x 3 x H x W image (+ previous hidden) -> (heatmaps, new hidden)."""
+        features = self.pre_conv_block(image)
+        # cat order [image features, hidden]; at the first step the features stand in for the
+        # missing hidden state (spec §2.4, §6.4).
+        previous = features if hidden is None else hidden
+        joint = self.hg(self.compress_in(torch.cat([features, previous], dim=1)))
+        # First half -> heatmaps, second half -> hidden state (spec §2.4).
+        heatmaps = self.hg_conv_out(joint[:, : self.num_features])
+        return heatmaps, joint[:, self.num_features :]
+
+
+# --- the generator --------------------------------------------------------------------------------
+
+
+class DIC(nn.Module):
+    """DIC / DICGAN generator: recurrent SR branch and recurrent hourglass that exchange attention
+    (spec §2). Stateless between calls, so safe to call from several threads at once."""
+
+    def __init__(self, config: DICConfig = DICConfig()) -> None:  # a frozen dataclass: safe default
+        super().__init__()
+        self.config = config
+        c = config.num_features
+        # G1: 3x3 conv to 4C then pixel-shuffle x2: features live on a 2xLR grid (spec §2, §6.1-2).
+        self.conv_in = _conv_prelu(config.in_channels, 4 * c, 3, padding=1)
+        self.feat_in = nn.PixelShuffle(2)
+        # first_block (step 0) and block (steps >= 1) are different weights (spec §6.4).
+        self.first_block = FeedbackBlock(c, config.num_groups, recurrent=False)
+        self.block = FeedbackBlock(
+            c, config.num_groups, recurrent=True, num_fusion_blocks=config.num_fusion_blocks
+        )
+        # G2: deconv(8, 4, 2) x4 with PReLU, then a 3x3 conv without activation (spec §2, §6.7).
+        self.out = _deconv_prelu(c, c, 8, 4, 2)
+        self.conv_out = nn.Sequential(nn.Conv2d(c, config.out_channels, 3, padding=1))
+        self.HG = FeedbackHourGlass(config.hg_num_features, config.num_keypoints, config.out_channels)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"DIC expects a B x {self.config.in_channels} x H x W batch, got shape {tuple(x.shape)}"
+            )
+        # The hourglass halves the 8x image six times (stride-2 conv, max-pool, 4 levels): the SR
+        # side must be divisible by 64, i.e. the LR side by 8 (spec §2.4).
+        if x.shape[-2] % 8 or x.shape[-1] % 8:
+            raise ValueError(f"DIC needs LR height and width divisible by 8, got {tuple(x.shape[-2:])}")
+
+    def forward(self, x: Tensor, *, all_steps: bool = True) -> DICOutput:
+        """Super-resolve ``x`` 8x and estimate 68 landmark heatmaps.
+
+        Args:
+            x: B x 3 x h x w LR images in the official space (RGB in [0, 1] minus the CelebA mean,
+                spec §3); h and w divisible by 8 (native 16).
+            all_steps: keep every recurrent step's outputs; with ``False`` only the final step is
+                returned (1-tuples) and earlier ones are freed as soon as possible.
+
+        Returns:
+            :class:`DICOutput` with the SR images (B x 3 x 8h x 8w, mean-subtracted, unclamped) and
+            the heatmaps (B x 68 x 2h x 2w) of the kept steps.
+        """
+        self._check_input(x)
+        # Global residual: bilinear x8, half-pixel (align_corners=False), computed once (spec §2, §6.3).
+        upsampled = F.interpolate(x, scale_factor=self.config.scale, mode="bilinear", align_corners=False)
+        features = self.feat_in(self.conv_in(x))
+
+        sr_steps: list[Tensor] = []
+        heatmap_steps: list[Tensor] = []
+        sr_hidden: Tensor | None = None
+        hg_hidden: Tensor | None = None
+        heatmaps: Tensor | None = None
+        for step in range(self.config.num_steps):
+            if step == 0:
+                sr_hidden = self.first_block(features)
+            else:
+                # Attention from the previous step's heatmaps, not detached (spec §2.3, §6.12).
+                sr_hidden = self.block(features, sr_hidden, merge_heatmaps(heatmaps))
+            sr = self.conv_out(self.out(sr_hidden)).add_(upsampled)
+            # The hourglass sees the raw, unclamped mean-subtracted SR image (spec §6.9).
+            heatmaps, hg_hidden = self.HG(sr, hg_hidden)
+            if all_steps or step == self.config.num_steps - 1:
+                sr_steps.append(sr)
+                heatmap_steps.append(heatmaps)
+        return DICOutput(sr=tuple(sr_steps), heatmaps=tuple(heatmap_steps))
