@@ -16,6 +16,7 @@ __all__ = [
     "ArchitectureMismatchError",
     "CheckpointError",
     "CorruptCheckpointError",
+    "DestinationExistsError",
     "DicsrError",
     "ImageTooLargeError",
     "IntegrityError",
@@ -105,6 +106,10 @@ class WeightsUnavailableError(DicsrError, OSError):
 
     The message explains how to obtain the weights by hand.
     """
+
+
+class DestinationExistsError(DicsrError, FileExistsError):
+    """An output path already exists and overwriting was not requested."""
 
 
 class IntegrityError(DicsrError, OSError):

@@ -19,7 +19,7 @@ from dicsr.errors import (
     ArchitectureMismatchError,
     CheckpointError,
     CorruptCheckpointError,
-    InvalidInputError,
+    DestinationExistsError,
     ModelNotFoundError,
     UnknownArchitectureError,
 )
@@ -268,7 +268,7 @@ def test_config_and_weights_mismatch_is_refused(sparnet_folder: Path, tmp_path: 
 
 
 def test_existing_destination_needs_overwrite(sparnet_checkpoint: Path, sparnet_folder: Path) -> None:
-    with pytest.raises(InvalidInputError, match="overwrite"):
+    with pytest.raises(DestinationExistsError, match="overwrite"):
         convert_checkpoint(sparnet_checkpoint, sparnet_folder)
 
 

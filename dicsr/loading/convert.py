@@ -17,7 +17,12 @@ import torch
 from dicsr._version import __version__
 from dicsr.adapters import NetworkAdapter, build_adapter
 from dicsr.config import ModelConfig
-from dicsr.errors import ArchitectureMismatchError, InvalidInputError, UnknownArchitectureError
+from dicsr.errors import (
+    ArchitectureMismatchError,
+    DestinationExistsError,
+    InvalidInputError,
+    UnknownArchitectureError,
+)
 from dicsr.loading._files import sha256_of_file
 from dicsr.loading.card import ConversionRecord, render_model_card
 from dicsr.loading.checkpoint import (
@@ -174,12 +179,14 @@ def convert_checkpoint(
         overwrite: replace an existing non-empty destination.
 
     Raises:
-        InvalidInputError: ``dst_folder`` exists and is not empty, and ``overwrite`` is false.
+        DestinationExistsError: ``dst_folder`` exists and is not empty, and ``overwrite`` is false.
         plus everything :func:`convert_official_checkpoint` raises.
     """
     dst = Path(dst_folder)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
-        raise InvalidInputError(f"{dst} already exists and is not empty; pass overwrite=True (--overwrite)")
+        raise DestinationExistsError(
+            f"{dst} already exists and is not empty; pass overwrite=True (--overwrite)"
+        )
     converted = convert_official_checkpoint(src, name=name, arch=arch, preset=preset)
     config: ModelConfig = converted.adapter.config
     return save_model_folder(
