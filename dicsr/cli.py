@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dicsr._version import __version__
 from dicsr.errors import DicsrError
 
@@ -174,13 +176,20 @@ def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Names
 def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
     """JSON-ready description of the faces of one image, in output-photo coordinates."""
     scale = result.upscale
+
+    def to_output(values: Any) -> Any:
+        # input-photo coordinates -> restored-photo coordinates (integers are pixel centres)
+        if values is None:
+            return None
+        return ((np.asarray(values, dtype=np.float64) + 0.5) * scale - 0.5).tolist()
+
     faces = []
     for face in result.faces:
         faces.append({
             "score": face.score,
-            "box": [v * scale for v in face.detection_box] if face.detection_box else None,
-            "crop_box": [v * scale for v in face.box],
-            "points5": (face.points5 * scale).tolist() if face.points5 is not None else None,
+            "box": to_output(face.detection_box),
+            "crop_box": to_output(face.box),
+            "points5": to_output(face.points5),
             "landmarks68": None if face.landmarks_in_output is None else face.landmarks_in_output.tolist(),
         })
     width, height = result.input_size
@@ -188,7 +197,7 @@ def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
         "input": str(source),
         "input_size": [width, height],
         "upscale": scale,
-        "coordinates": "output-photo pixels, (x, y), pixel centres at +0.5",
+        "coordinates": "restored-photo pixels, (x, y), integer values are pixel centres",
         "faces": faces,
     }
 

@@ -11,9 +11,10 @@ The pipeline only composes parts that live elsewhere:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from dicsr.devices import resolve_device, resolve_dtype
 from dicsr.errors import InvalidInputError
 from dicsr.face import crop as face_crop
 from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
-from dicsr.face.paste import paste_faces, upscale_background
+from dicsr.face.paste import BgUpsampler, paste_faces, upscale_background, upscale_with
 from dicsr.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, to_output
 from dicsr.results import EnhanceResult, RestoredFace
 
@@ -35,8 +36,9 @@ __all__ = ["BackgroundUpsampler", "FaceSuperResolver"]
 
 logger = logging.getLogger(__name__)
 
-#: ``bg_upsampler(rgb, scale) -> rgb``: float32 HWC RGB in [0, 1] in, upscaled by ``scale`` out.
-BackgroundUpsampler = Callable[[np.ndarray, float], np.ndarray]
+#: ``bg_upsampler(rgb, scale) -> rgb``: float32 HWC RGB in [0, 1] in, the photo upscaled to
+#: ``(round(H * scale), round(W * scale))`` out.
+BackgroundUpsampler = BgUpsampler
 
 #: Default cap on the restored photo's size when ``upscale`` is left to the model's scale:
 #: an 8x upscale of a 12 MP photo would need ~9 GB of float32 pixels.
@@ -307,12 +309,12 @@ class FaceSuperResolver:
                 continue
             stride = self.config.hr_size / hmap.shape[-1]
             points_face = subpixel_landmarks(hmap[None], stride=stride)[0].numpy()
-            points_src = _apply_affine(_invert_affine(face.crop.affine), points_face)
+            points_src = face_crop.apply_affine(face.crop.inverse_affine, points_face)
             box = face_crop.dic_box_from_landmarks68(points_src)
-            if _box_moved(face.crop.box, box):
+            if face.crop.box is not None and _box_moved(face.crop.box, box):
                 refined[i] = _PreparedFace(
-                    crop=face_crop.crop_box(loaded.rgb, box, lr_size=self.config.lr_size,
-                                            hr_size=self.config.hr_size),
+                    crop=face_crop.crop_face(loaded.rgb, box, convention=self.config.crop,
+                                             lr_size=self.config.lr_size, hr_size=self.config.hr_size),
                     detection_box=face.detection_box, score=face.score, points5=face.points5,
                 )
                 moved.append(i)
@@ -345,16 +347,19 @@ class FaceSuperResolver:
 
     def _assemble_faces(self, loaded, prepared, images, heatmaps, steps, scale):  # type: ignore[no-untyped-def]
         faces = []
+        # Faces carry no alpha: the photo's alpha belongs to the pasted result.
+        face_like = dataclasses.replace(loaded, alpha=None)
         for face, img, hmap, step in zip(prepared, images, heatmaps, steps):
             landmarks = official = in_output = None
             if hmap is not None:
-                stride = self.config.hr_size / hmap.shape[-1]
+                stride = self.config.hr_size // hmap.shape[-1]
                 landmarks = subpixel_landmarks(hmap[None], stride=stride)[0].numpy()
-                official = official_argmax_landmarks(hmap[None])[0].numpy()
-                in_output = _apply_affine(_invert_affine(face.crop.affine), landmarks) * scale
+                official = official_argmax_landmarks(hmap[None], stride=stride)[0].numpy()
+                in_source = face_crop.apply_affine(face.crop.inverse_affine, landmarks)
+                in_output = _source_to_output(in_source, scale)
             faces.append(
                 RestoredFace(
-                    image=to_output(img, like=loaded, include_alpha=False),
+                    image=to_output(img, face_like),
                     lr=face.crop.lr,
                     affine=face.crop.affine,
                     box=face.crop.box,
@@ -371,16 +376,15 @@ class FaceSuperResolver:
 
     def _paste(self, loaded: LoadedImage, prepared: list[_PreparedFace], images: list[np.ndarray],
                scale: float) -> Any:
-        if self.bg_upsampler is not None:
-            background = _run_bg_upsampler(self.bg_upsampler, loaded.rgb, scale)
-        else:
-            background = upscale_background(loaded.rgb, scale)
+        background = upscale_with(self.bg_upsampler, loaded.rgb, scale)
         restored = paste_faces(background, [(img, p.crop.affine) for img, p in zip(images, prepared)],
                                upscale=scale)
+        # Alpha is upscaled with the same resampler as the default background, never by the
+        # user's bg_upsampler (which may be an RGB-only network).
         alpha = None
         if loaded.alpha is not None:
             alpha = upscale_background(np.repeat(loaded.alpha[..., None], 3, axis=2), scale)[..., 0]
-        return to_output(restored, like=loaded, alpha=alpha)
+        return to_output(restored, loaded, alpha=alpha)
 
 
 def _to_hwc_numpy(batch: torch.Tensor) -> list[np.ndarray]:
@@ -388,13 +392,9 @@ def _to_hwc_numpy(batch: torch.Tensor) -> list[np.ndarray]:
     return list(array)
 
 
-def _invert_affine(affine: np.ndarray) -> np.ndarray:
-    full = np.vstack([affine, [0.0, 0.0, 1.0]])
-    return np.linalg.inv(full)[:2]
-
-
-def _apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ affine[:, :2].T + affine[:, 2]
+def _source_to_output(points: np.ndarray, scale: float) -> np.ndarray:
+    """Input-photo coordinates to restored-photo coordinates (pixel centres at integers)."""
+    return (points + 0.5) * scale - 0.5
 
 
 def _box_moved(old: Sequence[float], new: Sequence[float], tolerance: float = 0.1) -> bool:
@@ -403,8 +403,3 @@ def _box_moved(old: Sequence[float], new: Sequence[float], tolerance: float = 0.
     deltas = [abs(a - b) for a, b in zip(old, new)]
     return max(deltas) > tolerance * side
 
-
-def _run_bg_upsampler(upsampler: BackgroundUpsampler, rgb: np.ndarray, scale: float) -> np.ndarray:
-    from dicsr.face.paste import validate_background
-
-    return validate_background(upsampler(rgb, scale), rgb.shape, scale)

@@ -14,15 +14,18 @@ __all__ = ["EnhanceResult", "RestoredFace"]
 class RestoredFace:
     """One super-resolved face and everything needed to place it.
 
-    Coordinates are continuous pixel coordinates, ``(x, y)``, with the centre of the top-left
-    pixel at ``(0.5, 0.5)`` (docs/face-crops.md).
+    Coordinates are continuous ``(x, y)`` pixel coordinates in which integers are pixel centres:
+    the top-left pixel's centre is ``(0, 0)`` and a W-pixel-wide image spans ``[-0.5, W - 0.5]``
+    (docs/face-crops.md). A photo point ``p`` is at ``(p + 0.5) * upscale - 0.5`` in the
+    restored photo.
 
     Attributes:
         image: the restored face, ``hr_size`` square, in the type family of the input photo
             (PIL in -> PIL out, uint8/uint16 arrays stay uint8/uint16, tensors stay tensors).
         lr: the low-resolution crop fed to the network (float32 HWC RGB in [0, 1]).
         affine: 2x3 float64 matrix mapping input-photo coordinates to face coordinates.
-        box: square crop box in input-photo coordinates ``(x0, y0, x1, y1)``.
+        box: square crop box in input-photo coordinates ``(x0, y0, x1, y1)``; ``None`` for the
+            ``ffhq`` similarity warp (use ``affine``).
         detection_box: the detector's face box in input-photo coordinates (``None`` for
             ``aligned=True`` inputs, which skip detection).
         score: detector confidence (1.0 for aligned inputs).
@@ -37,7 +40,7 @@ class RestoredFace:
     image: Any
     lr: np.ndarray
     affine: np.ndarray
-    box: tuple[float, float, float, float]
+    box: tuple[float, float, float, float] | None
     detection_box: tuple[float, float, float, float] | None
     score: float
     points5: np.ndarray | None

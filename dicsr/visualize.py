@@ -23,15 +23,13 @@ def _as_pil_rgb(image: Any) -> Image.Image:
 def draw_landmarks(
     image: Any, landmark_sets: Sequence[np.ndarray], *, color: tuple[int, int, int] = (0, 255, 0)
 ) -> Image.Image:
-    """Draw each set of (K, 2) landmarks (pixel-centre convention, +0.5) as dots; returns RGB PIL."""
+    """Draw each set of (K, 2) landmarks (integer coordinates = pixel centres) as dots; returns RGB PIL."""
     canvas = _as_pil_rgb(image)
     draw = ImageDraw.Draw(canvas)
     radius = max(1.0, min(canvas.size) / 300)
     for points in landmark_sets:
         for x, y in np.asarray(points, dtype=np.float64):
-            # landmark (x, y) are continuous coords; PIL draws in pixel-index space (centre = +0.5)
-            cx, cy = x - 0.5, y - 0.5
-            draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=color)
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=color)
     return canvas
 
 
