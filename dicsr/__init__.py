@@ -17,14 +17,30 @@ from dicsr import errors
 from dicsr._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from dicsr.loading import convert_checkpoint, list_models, load_model
     from dicsr.pipeline import FaceSuperResolver
+    from dicsr.results import EnhanceResult, RestoredFace
 
 # public name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY_EXPORTS = {
     "FaceSuperResolver": "dicsr.pipeline",
+    "EnhanceResult": "dicsr.results",
+    "RestoredFace": "dicsr.results",
+    "list_models": "dicsr.loading",
+    "load_model": "dicsr.loading",
+    "convert_checkpoint": "dicsr.loading",
 }
 
-__all__ = ["FaceSuperResolver", "__version__", "errors"]
+__all__ = [
+    "EnhanceResult",
+    "FaceSuperResolver",
+    "RestoredFace",
+    "__version__",
+    "convert_checkpoint",
+    "errors",
+    "list_models",
+    "load_model",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -28,3 +28,34 @@ def shared_path(*parts: str) -> Path:
             f"weights) is expected beside the repository as ../shared or in $DICSR_SHARED_DIR"
         )
     return path
+
+
+DETECTOR_SHA256 = "2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220"
+
+
+@pytest.fixture(scope="session")
+def detector_weights() -> Path:
+    """The real RetinaFace mobile0.25 weights from ../shared, checked against their published hash."""
+    import hashlib
+
+    path = shared_path("weights", "detection_mobilenet0.25_Final.pth")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == DETECTOR_SHA256, f"{path} is not the release file"
+    return path
+
+
+@pytest.fixture(scope="session")
+def dic_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dicsr model folder converted from the golden (seeded random) official DIC checkpoint."""
+    from dicsr.loading import convert_checkpoint
+
+    source = shared_path("golden", "DIC_CelebA_ckp.pth")
+    return convert_checkpoint(source, tmp_path_factory.mktemp("models") / "dic-celeba", name="dic-celeba")
+
+
+@pytest.fixture(scope="session")
+def sparnet_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dicsr model folder converted from the golden (seeded random) official SPARNet checkpoint."""
+    from dicsr.loading import convert_checkpoint
+
+    source = shared_path("golden", "SPARNet.pth")
+    return convert_checkpoint(source, tmp_path_factory.mktemp("models") / "sparnet", name="sparnet")
