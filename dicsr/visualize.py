@@ -26,9 +26,10 @@ def draw_landmarks(
     """Draw each set of (K, 2) landmarks (integer coordinates = pixel centres) as dots; returns RGB PIL."""
     canvas = _as_pil_rgb(image)
     draw = ImageDraw.Draw(canvas)
-    radius = max(1.0, min(canvas.size) / 300)
+    radius = max(1, round(min(canvas.size) / 300))
     for points in landmark_sets:
-        for x, y in np.asarray(points, dtype=np.float64):
+        # Round to the nearest pixel centre so each dot is centred on its landmark's pixel.
+        for x, y in np.rint(np.asarray(points, dtype=np.float64)).astype(int):
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=color)
     return canvas
 
