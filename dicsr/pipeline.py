@@ -304,7 +304,7 @@ class FaceSuperResolver:
         """Re-crop faces whose DIC landmarks imply a different training-style box (DIC only)."""
         moved: list[int] = []
         refined = list(prepared)
-        for i, (face, hmap) in enumerate(zip(prepared, heatmaps)):
+        for i, (face, hmap) in enumerate(zip(prepared, heatmaps, strict=True)):
             if hmap is None:
                 continue
             stride = self.config.hr_size / hmap.shape[-1]
@@ -349,7 +349,7 @@ class FaceSuperResolver:
         faces = []
         # Faces carry no alpha: the photo's alpha belongs to the pasted result.
         face_like = dataclasses.replace(loaded, alpha=None)
-        for face, img, hmap, step in zip(prepared, images, heatmaps, steps):
+        for face, img, hmap, step in zip(prepared, images, heatmaps, steps, strict=True):
             landmarks = official = in_output = None
             if hmap is not None:
                 stride = self.config.hr_size // hmap.shape[-1]
@@ -377,8 +377,8 @@ class FaceSuperResolver:
     def _paste(self, loaded: LoadedImage, prepared: list[_PreparedFace], images: list[np.ndarray],
                scale: float) -> Any:
         background = upscale_with(self.bg_upsampler, loaded.rgb, scale)
-        restored = paste_faces(background, [(img, p.crop.affine) for img, p in zip(images, prepared)],
-                               upscale=scale)
+        placements = [(img, p.crop.affine) for img, p in zip(images, prepared, strict=True)]
+        restored = paste_faces(background, placements, upscale=scale)
         # Alpha is upscaled with the same resampler as the default background, never by the
         # user's bg_upsampler (which may be an RGB-only network).
         alpha = None
@@ -400,6 +400,6 @@ def _source_to_output(points: np.ndarray, scale: float) -> np.ndarray:
 def _box_moved(old: Sequence[float], new: Sequence[float], tolerance: float = 0.1) -> bool:
     """True when the boxes' centres or sides differ by more than ``tolerance`` of the side."""
     side = max(old[2] - old[0], 1e-6)
-    deltas = [abs(a - b) for a, b in zip(old, new)]
+    deltas = [abs(a - b) for a, b in zip(old, new, strict=True)]
     return max(deltas) > tolerance * side
 

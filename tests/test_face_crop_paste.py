@@ -247,7 +247,7 @@ def test_paste_has_no_seam_even_for_overlapping_faces():
     boxes = [(20.0, 20.0, 84.0, 84.0), (60.0, 30.0, 124.0, 94.0)]  # overlapping
     faces = [
         (np.full((128, 128, 3), level, dtype=np.float32), box_affine(box, 128))
-        for box, level in zip(boxes, (0.8, 0.6))
+        for box, level in zip(boxes, (0.8, 0.6), strict=True)
     ]
     out = paste_faces(photo, faces, upscale=1.0)
     # Ramp: (FEATHER_OUTER − FEATHER_INNER) · 32 px half-side ≈ 7.7 px for a 0.4 step; a raised cosine

@@ -125,7 +125,8 @@ def test_coordinates_are_in_source_pixels_whatever_the_detection_scale(weights):
     native = FaceDetector(weights, tiny_face_pass=False).detect(image)
     shrunk = FaceDetector(weights, tiny_face_pass=False, max_detection_side=width).detect(doubled)
     assert len(native) == len(shrunk) == 2
-    for a, b in zip(sorted(native, key=lambda f: f.box[0]), sorted(shrunk, key=lambda f: f.box[0])):
+    by_x = lambda faces: sorted(faces, key=lambda f: f.box[0])  # noqa: E731
+    for a, b in zip(by_x(native), by_x(shrunk), strict=True):
         # x_doubled = 2·x + 0.5 in pixel-centre coordinates.
         np.testing.assert_allclose((np.array(b.box) - 0.5) / 2, a.box, atol=0.04 * a.width)
         np.testing.assert_allclose((b.points5 - 0.5) / 2, a.points5, atol=0.04 * a.width)

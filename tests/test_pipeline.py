@@ -160,7 +160,7 @@ def test_batched_chunks_give_the_same_faces(sparnet_model_dir: Path, detector_we
     one = FaceSuperResolver(sparnet_model_dir, batch_size=1, **common).enhance(photo(*GROUP_OF_SIX))
     many = FaceSuperResolver(sparnet_model_dir, batch_size=16, **common).enhance(photo(*GROUP_OF_SIX))
     assert one.num_faces == many.num_faces == 6
-    for a, b in zip(one.faces, many.faces):
+    for a, b in zip(one.faces, many.faces, strict=True):
         assert np.abs(np.asarray(a.image).astype(int) - np.asarray(b.image).astype(int)).max() <= 1
 
 

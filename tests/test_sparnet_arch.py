@@ -250,7 +250,7 @@ def test_concurrent_threads_get_their_own_results(golden, golden_network):
         thread.start()
     for thread in threads:
         thread.join()
-    for (expected_out, expected_maps), (out, maps) in zip(sequential, results):
+    for (expected_out, expected_maps), (out, maps) in zip(sequential, results, strict=True):
         torch.testing.assert_close(out, expected_out, rtol=0.0, atol=1e-6)
         for path, expected in expected_maps.items():
             torch.testing.assert_close(maps[path], expected, rtol=0.0, atol=1e-6)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -55,7 +54,7 @@ __all__ = [
 ]
 
 Box = tuple[float, float, float, float]
-CropTarget = Union[DetectedFace, Sequence[float], np.ndarray]
+CropTarget = DetectedFace | Sequence[float] | np.ndarray
 
 #: DIC training crops: square around the 68-landmark box enlarged by this factor (model card of
 #: the DIC configurations, dicsr.config ``dic_square``; spec dic.md §1 "crop face bbox").
