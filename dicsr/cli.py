@@ -86,9 +86,11 @@ def _build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="machine-readable output")
     models.set_defaults(handler=_cmd_models)
 
-    download = sub.add_parser("download", help="fetch model weights into the cache")
-    download.add_argument("names", nargs="+", help="zoo names (see `dicsr models`)")
+    download = sub.add_parser("download", help="fetch model (and detector) weights into the cache")
+    download.add_argument("names", nargs="*", help="zoo names (see `dicsr models`)")
     download.add_argument("--revision", default=None)
+    download.add_argument("--detector", action="append", default=[], choices=["mobile0.25", "resnet50"],
+                          help="also fetch these RetinaFace weights into the dicsr cache (repeatable)")
     download.add_argument("--no-progress", action="store_true")
     download.set_defaults(handler=_cmd_download)
 
@@ -263,8 +265,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from dicsr.loading import download_model
+    from dicsr.errors import InvalidInputError
+    from dicsr.loading import download_model, resolve_detector_weights
 
+    if not args.names and not args.detector:
+        raise InvalidInputError("nothing to download: name a model (see `dicsr models`) or --detector")
+    for network in args.detector:
+        print(f"detector {network}: {resolve_detector_weights(network)}")
     for name in args.names:
         folder = download_model(name, revision=args.revision, progress=not args.no_progress)
         print(f"{name}: {folder}")

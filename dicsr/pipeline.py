@@ -27,9 +27,10 @@ from dicsr.config import ModelConfig
 from dicsr.devices import resolve_device, resolve_dtype
 from dicsr.errors import InvalidInputError
 from dicsr.face import crop as face_crop
+from dicsr.face.detect import DetectorNetwork
 from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
 from dicsr.face.paste import BgUpsampler, paste_faces, upscale_background, upscale_with
-from dicsr.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, to_output
+from dicsr.image import DEFAULT_MAX_PIXELS, ChannelOrder, LoadedImage, load_image, to_output
 from dicsr.results import EnhanceResult, RestoredFace
 
 __all__ = ["BackgroundUpsampler", "FaceSuperResolver"]
@@ -72,7 +73,7 @@ class FaceSuperResolver:
         channels_last: run convolutions in NHWC memory format (faster on recent GPUs/CPUs).
         detector: RetinaFace backbone, ``"mobile0.25"`` (fast) or ``"resnet50"`` (accurate).
         detector_weights: local detector weights file; by default they are fetched into the
-            dicsr cache (``$DICSR_CACHE_DIR``).
+            dicsr cache (``$DICSR_CACHE_DIR``, default ``~/.cache/dicsr``).
         score_threshold: minimum detector confidence.
         max_faces: keep at most this many faces (highest scores first).
         only_center_face: keep only the face closest to the image centre.
@@ -85,7 +86,12 @@ class FaceSuperResolver:
             PIL bicubic.
         max_pixels: decompression-bomb guard for inputs.
         max_output_pixels: cap on the restored photo when ``upscale`` is not given.
-        cache_dir, revision, offline, progress: passed to :func:`dicsr.loading.load_model`.
+        cache_dir, revision, offline, progress: how model weights are fetched, passed to
+            :func:`dicsr.loading.load_model` (``cache_dir`` is the Hugging Face cache for model
+            weights; ``offline`` also applies to the detector weights).
+
+    Options are fixed at construction (read them back through the read-only properties); build
+    another resolver for other options. One resolver may be shared by several threads.
     """
 
     def __init__(
@@ -95,7 +101,7 @@ class FaceSuperResolver:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = None,
         channels_last: bool = False,
-        detector: str = "mobile0.25",
+        detector: DetectorNetwork = "mobile0.25",
         detector_weights: str | Path | None = None,
         score_threshold: float = 0.5,
         max_faces: int | None = None,
@@ -120,42 +126,66 @@ class FaceSuperResolver:
         if upscale is not None and not upscale > 0:
             raise InvalidInputError(f"upscale must be > 0, got {upscale}")
 
-        self._device = resolve_device(device)
-        dtype = resolve_dtype(dtype)
+        device_ = resolve_device(device)
+        dtype_ = resolve_dtype(dtype)
         if isinstance(model, NetworkAdapter):
-            self.adapter = model
+            adapter = model
         else:
             from dicsr.loading import load_model
 
-            self.adapter = load_model(
-                model, cache_dir=cache_dir, revision=revision, offline=offline, progress=progress
-            )
-        self.adapter.to(self._device, dtype, channels_last=channels_last)
+            adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline,
+                                 progress=progress)
+        self._adapter = adapter.to(device_, dtype_, channels_last=channels_last)
 
-        self.detector_name = detector
-        self.detector_weights = detector_weights
-        self.score_threshold = score_threshold
-        self.max_faces = max_faces
-        self.only_center_face = only_center_face
-        self.upscale = upscale
-        self.refine_crop = refine_crop and self.config.num_landmarks == 68
-        self.batch_size = batch_size
-        self.bg_upsampler = bg_upsampler
-        self.max_pixels = max_pixels
-        self.max_output_pixels = max_output_pixels
-        self._cache_dir = cache_dir
+        self._detector_name = detector
+        self._detector_weights = detector_weights
+        self._score_threshold = score_threshold
+        self._max_faces = max_faces
+        self._only_center_face = only_center_face
+        self._upscale = upscale
+        # Re-cropping needs the 68 landmarks and an axis-aligned box convention (DIC).
+        self._refine_crop = refine_crop and self.config.num_landmarks == 68 and self.config.crop != "ffhq"
+        self._batch_size = batch_size
+        self._bg_upsampler = bg_upsampler
+        self._max_pixels = max_pixels
+        self._max_output_pixels = max_output_pixels
         self._offline = offline
         self._detector: Any = None
-        # facexlib's RetinaFace keeps per-call scale factors on the module, so detection is
-        # serialised; the network adapter is stateless and runs concurrently.
+        # Guards the lazy construction only; FaceDetector serialises its own calls (facexlib keeps
+        # per-call scale factors on the module) and the network adapter holds no per-call state.
         self._detector_lock = threading.Lock()
 
     # -- properties ------------------------------------------------------------------------------
 
     @property
+    def adapter(self) -> NetworkAdapter:
+        """The network with its normalisation (run it directly on pre-aligned faces)."""
+        return self._adapter
+
+    @property
     def config(self) -> ModelConfig:
         """The loaded model's configuration (sizes, crop convention, provenance)."""
-        return self.adapter.config
+        return self._adapter.config
+
+    @property
+    def upscale(self) -> float | None:
+        """Output scale given at construction (``None``: the model's scale, capped)."""
+        return self._upscale
+
+    @property
+    def detector(self) -> DetectorNetwork:
+        """RetinaFace backbone used for detection."""
+        return self._detector_name
+
+    @property
+    def score_threshold(self) -> float:
+        """Minimum detector confidence."""
+        return self._score_threshold
+
+    @property
+    def batch_size(self) -> int | None:
+        """Faces per network call (``None``: chosen from free memory)."""
+        return self._batch_size
 
     @property
     def device(self) -> torch.device:
@@ -171,11 +201,7 @@ class FaceSuperResolver:
         self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
     ) -> FaceSuperResolver:
         """Move the network (not the detector) to another device/dtype; returns ``self``."""
-        self.adapter.to(
-            resolve_device(device) if device is not None else None,
-            resolve_dtype(dtype) if dtype is not None else None,
-            channels_last=self.adapter.channels_last,
-        )
+        self._adapter.to(device, dtype, channels_last=self._adapter.channels_last)
         return self
 
     # -- main entry point ----------------------------------------------------------------------
@@ -185,7 +211,7 @@ class FaceSuperResolver:
         image: Any,
         *,
         aligned: bool = False,
-        channel_order: str = "rgb",
+        channel_order: ChannelOrder = "rgb",
         paste_back: bool = True,
         upscale: float | None = None,
         return_steps: bool = False,
@@ -204,12 +230,12 @@ class FaceSuperResolver:
             An :class:`~dicsr.results.EnhanceResult`. A photo without faces is not an error: the
             result has no faces and, with ``paste_back``, the upscaled photo.
         """
-        loaded = load_image(image, channel_order=channel_order, max_pixels=self.max_pixels)
+        loaded = load_image(image, channel_order=channel_order, max_pixels=self._max_pixels)
         height, width = loaded.rgb.shape[:2]
         prepared = self._prepare_aligned(loaded) if aligned else self._prepare_detected(loaded)
 
         images, heatmaps, steps = self._super_resolve([p.crop.lr for p in prepared], return_steps)
-        if self.refine_crop and prepared:
+        if self._refine_crop and prepared:
             prepared, images, heatmaps, steps = self._refine(loaded, prepared, images, heatmaps, steps,
                                                              return_steps)
 
@@ -229,22 +255,20 @@ class FaceSuperResolver:
                 from dicsr.loading import resolve_detector_weights
 
                 weights = resolve_detector_weights(
-                    self.detector_name, self.detector_weights, cache_dir=self._cache_dir,
-                    offline=self._offline,
+                    self._detector_name, self._detector_weights, offline=self._offline
                 )
                 self._detector = FaceDetector(
-                    weights, network=self.detector_name, device=self._device,
-                    score_threshold=self.score_threshold,
+                    weights, network=self._detector_name, device=self.device,
+                    score_threshold=self._score_threshold,
                 )
             return self._detector
 
     def _prepare_detected(self, loaded: LoadedImage) -> list[_PreparedFace]:
         detector = self._get_detector()
         rgb_uint8 = np.clip(loaded.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        with self._detector_lock:
-            detections = detector.detect(
-                rgb_uint8, max_faces=self.max_faces, only_center_face=self.only_center_face
-            )
+        detections = detector.detect(
+            rgb_uint8, max_faces=self._max_faces, only_center_face=self._only_center_face
+        )
         logger.info("detected %d face(s)", len(detections))
         return [
             _PreparedFace(
@@ -264,8 +288,8 @@ class FaceSuperResolver:
         return [_PreparedFace(crop=crop, detection_box=None, score=1.0, points5=None)]
 
     def _auto_batch_size(self) -> int:
-        if self.batch_size is not None:
-            return self.batch_size
+        if self._batch_size is not None:
+            return self._batch_size
         per_face = _BYTES_PER_FACE.get((self.config.arch, self.config.hr_size), 300e6)
         if self.adapter.dtype != torch.float32:
             per_face /= 2
@@ -329,18 +353,18 @@ class FaceSuperResolver:
         return refined, images, heatmaps, steps
 
     def _output_scale(self, width: int, height: int, upscale: float | None) -> float:
-        requested = upscale if upscale is not None else self.upscale
+        requested = upscale if upscale is not None else self._upscale
         if requested is not None:
             if not requested > 0:
                 raise InvalidInputError(f"upscale must be > 0, got {requested}")
             return float(requested)
         scale = float(self.config.scale)
-        limit = (self.max_output_pixels / max(1, width * height)) ** 0.5
+        limit = (self._max_output_pixels / max(1, width * height)) ** 0.5
         if scale > limit:
             capped = max(1.0, float(np.floor(limit * 100) / 100))
             logger.warning(
                 "output of %dx%d at x%g would exceed %d pixels; using upscale=%g (pass upscale= "
-                "to override)", width, height, scale, self.max_output_pixels, capped,
+                "to override)", width, height, scale, self._max_output_pixels, capped,
             )
             return capped
         return scale
@@ -376,7 +400,7 @@ class FaceSuperResolver:
 
     def _paste(self, loaded: LoadedImage, prepared: list[_PreparedFace], images: list[np.ndarray],
                scale: float) -> Any:
-        background = upscale_with(self.bg_upsampler, loaded.rgb, scale)
+        background = upscale_with(self._bg_upsampler, loaded.rgb, scale)
         placements = [(img, p.crop.affine) for img, p in zip(images, prepared, strict=True)]
         restored = paste_faces(background, placements, upscale=scale)
         # Alpha is upscaled with the same resampler as the default background, never by the

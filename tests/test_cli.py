@@ -141,3 +141,21 @@ def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "dicsr: error:" in done.stderr
     assert "sparnet" in done.stderr and "offline" in done.stderr.lower()
+
+
+def test_download_detector_uses_the_verified_cache(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   detector_weights: Path) -> None:
+    monkeypatch.setenv("DICSR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("DICSR_OFFLINE", "1")
+    code, _, err = run(capsys, "download", "--detector", "mobile0.25")
+    assert code == 1 and "not cached" in err and "Traceback" not in err
+    (tmp_path / "detectors").mkdir()
+    shutil.copy(detector_weights, tmp_path / "detectors" / detector_weights.name)
+    code, out, _ = run(capsys, "download", "--detector", "mobile0.25")
+    assert code == 0 and str(tmp_path / "detectors" / detector_weights.name) in out
+    # a damaged cached copy is refused, not used
+    (tmp_path / "detectors" / detector_weights.name).write_bytes(b"\0" * 1000)
+    code, _, err = run(capsys, "download", "--detector", "mobile0.25")
+    assert code == 1 and "dicsr: error:" in err
+    code, _, err = run(capsys, "download")
+    assert code == 1 and "nothing to download" in err

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dicsr.config import ModelConfig
+from dicsr.devices import resolve_device, resolve_dtype
 from dicsr.errors import InvalidInputError, UnsupportedDtypeError
 
 __all__ = ["NetworkAdapter", "NetworkOutput"]
@@ -94,17 +95,21 @@ class NetworkAdapter(ABC):
     def to(
         self,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         *,
         channels_last: bool = False,
     ) -> NetworkAdapter:
         """Move the network like ``nn.Module.to``; returns ``self``.
 
+        ``device`` may be ``"auto"`` or a name (``"cuda:1"``), ``dtype`` a name (``"bf16"``), as in
+        :class:`dicsr.FaceSuperResolver`.
+
         Raises:
+            UnsupportedDeviceError: the device is not available.
             UnsupportedDtypeError: the network cannot run in ``dtype`` on ``device``.
         """
-        device = torch.device(device) if device is not None else self.device
-        dtype = dtype if dtype is not None else self.dtype
+        device = resolve_device(device) if device is not None else self.device
+        dtype = resolve_dtype(dtype) if dtype is not None else self.dtype
         allowed = self.supported_dtypes.get(device.type, frozenset({torch.float32}))
         if dtype not in allowed:
             names = ", ".join(sorted(str(d).replace("torch.", "") for d in allowed))

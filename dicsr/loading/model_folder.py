@@ -91,6 +91,9 @@ def _write_safetensors(network: nn.Module, path: Path, config: ModelConfig) -> N
     }
     with temporary_sibling(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+        # save_file recreates the file with mkstemp's 0600: weights baked into an image must stay
+        # readable by other users (e.g. a non-root service account).
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
 
 
@@ -144,7 +147,7 @@ def load_model_folder(
     folder: str | os.PathLike[str],
     *,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     weights_file: str | os.PathLike[str] | None = None,
 ) -> NetworkAdapter:
     """Load a model folder strictly and return its adapter on ``device``/``dtype``.

@@ -35,7 +35,7 @@ def load_model(
     ref: str | os.PathLike[str] | ModelEntry,
     *,
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     cache_dir: str | os.PathLike[str] | None = None,
     revision: str | None = None,
     offline: bool | None = None,
