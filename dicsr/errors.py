@@ -23,6 +23,7 @@ __all__ = [
     "InvalidImageError",
     "InvalidInputError",
     "ModelNotFoundError",
+    "NonFiniteValuesError",
     "UnknownArchitectureError",
     "UnsupportedDeviceError",
     "UnsupportedDtypeError",
@@ -51,6 +52,14 @@ class ImageTooLargeError(InvalidImageError):
 
 class InvalidInputError(DicsrError, ValueError):
     """A tensor or option passed to dicsr is invalid (NaN/inf values, wrong shape, bad option)."""
+
+
+class NonFiniteValuesError(InvalidImageError, InvalidInputError):
+    """An image array or tensor holds NaN or infinite samples.
+
+    Both an :class:`InvalidImageError` (the image is unusable) and an :class:`InvalidInputError`
+    (the tensor passed in is invalid), so either ``except`` clause catches it.
+    """
 
 
 # --- checkpoints and weights -----------------------------------------------------------------

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dicsr.errors import ImageTooLargeError, InvalidImageError, InvalidInputError
+from dicsr.errors import ImageTooLargeError, InvalidImageError, InvalidInputError, NonFiniteValuesError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -195,7 +195,11 @@ def _load_path(path: Path, max_pixels: int | None) -> LoadedImage:
             opened.load()
             return _from_pil(opened, kind="path", source_path=path)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{path}: {exc}") from exc
+        # Pillow refuses > 2 x MAX_IMAGE_PIXELS in open(), before dicsr's own check: say how to lift both.
+        raise ImageTooLargeError(
+            f"{path}: {exc} If you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS and pass a larger "
+            f"max_pixels (or max_pixels=None)"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise InvalidImageError(f"not an image file Pillow can decode: {path}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
@@ -354,7 +358,7 @@ def _numpy_to_unit(array: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _checked_unit_range(values: np.ndarray, what: str) -> np.ndarray:
     if not np.isfinite(values).all():
-        raise InvalidImageError(f"{what} contains NaN or infinite values")
+        raise NonFiniteValuesError(f"{what} contains NaN or infinite values")
     low, high = float(values.min()), float(values.max())
     if low < 0.0 or high > 1.0:
         raise InvalidImageError(

@@ -126,9 +126,10 @@ def _torch_load_safely(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CorruptCheckpointError(f"{path}: {_weights_only_reason(str(exc))}") from None
-    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, OSError) as exc:
+    except Exception as exc:
         # Truncated zip archives raise RuntimeError, truncated legacy files EOFError/RuntimeError,
-        # text and other non-pickles KeyError/ValueError: all mean "not a readable checkpoint".
+        # text and other non-pickles KeyError/ValueError, damaged legacy storage tables
+        # AssertionError (found by tests/test_fuzz.py): all mean "not a readable checkpoint".
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CorruptCheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated or not a checkpoint: {reason})"
@@ -137,7 +138,8 @@ def _torch_load_safely(path: Path) -> Any:
 
 def _weights_only_reason(message: str) -> str:
     """Turn torch's long weights_only refusal into one actionable sentence."""
-    blocked = re.search(r"unsupported GLOBAL (\S+)", message)
+    # Wording varies across torch versions: "unsupported GLOBAL x", "Unsupported global: GLOBAL x was".
+    blocked = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", message, flags=re.IGNORECASE)
     if blocked:
         return (
             f"refused to load: the file asks to import {blocked.group(1)}, which a weights-only load "
