@@ -71,6 +71,9 @@ def _build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--detector-weights", type=Path, default=None, help="local detector weights")
     enhance.add_argument("--score-threshold", type=float, default=0.5)
     enhance.add_argument("--batch-size", type=int, default=None)
+    enhance.add_argument("--max-pixels", type=int, default=None,
+                         help="refuse inputs with more pixels (decompression-bomb guard; 0 = no limit; "
+                              "default 89,478,485)")
     enhance.add_argument("--save-faces", action="store_true", help="also write each restored face")
     enhance.add_argument("--save-landmarks", action="store_true",
                          help="write a JSON per image with boxes and landmarks in photo coordinates")
@@ -126,6 +129,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
         only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
         detector_weights=args.detector_weights, score_threshold=args.score_threshold,
         batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
+        **_max_pixels_option(args.max_pixels),
     )
     summary = _Summary()
     for source, relative in _progress(inputs, enabled=not args.no_progress):
@@ -152,6 +156,17 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     for source, reason in summary.failures:
         print(f"  failed: {source}: {reason.splitlines()[0] if reason else 'unknown error'}")
     return 1 if summary.failures else 0
+
+
+def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
+    """``--max-pixels``: absent keeps the library default, 0 lifts the limit."""
+    if max_pixels is None:
+        return {}
+    if max_pixels < 0:
+        from dicsr.errors import InvalidInputError
+
+        raise InvalidInputError(f"--max-pixels must be >= 0, got {max_pixels}")
+    return {"max_pixels": max_pixels or None}
 
 
 def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Namespace) -> int:

@@ -84,7 +84,8 @@ class FaceSuperResolver:
         batch_size: faces per network call; default chosen from the device's free memory.
         bg_upsampler: callable upscaling the background (e.g. a Real-ESRGAN wrapper); default
             PIL bicubic.
-        max_pixels: decompression-bomb guard for inputs.
+        max_pixels: decompression-bomb guard for inputs (``None``: no limit; Pillow's own limit
+            still applies to files).
         max_output_pixels: cap on the restored photo when ``upscale`` is not given.
         cache_dir, revision, offline, progress: how model weights are fetched, passed to
             :func:`dicsr.loading.load_model` (``cache_dir`` is the Hugging Face cache for model
@@ -110,7 +111,7 @@ class FaceSuperResolver:
         refine_crop: bool = False,
         batch_size: int | None = None,
         bg_upsampler: BackgroundUpsampler | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
         max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
         cache_dir: str | Path | None = None,
         revision: str | None = None,

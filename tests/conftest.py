@@ -11,12 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("DICSR_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
 
 # Two cores: keep intra-op threads fixed so timings and memory are predictable in CI.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# CI replays the same property/fuzz examples every run (a red CI must mean a change broke
+# something, not that the fuzzer got lucky); local runs explore new examples each time.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def shared_path(*parts: str) -> Path:

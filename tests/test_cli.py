@@ -159,3 +159,14 @@ def test_download_detector_uses_the_verified_cache(capsys, tmp_path: Path, monke
     assert code == 1 and "dicsr: error:" in err
     code, _, err = run(capsys, "download")
     assert code == 1 and "nothing to download" in err
+
+
+def test_max_pixels_option_refuses_big_inputs(capsys, photo_folder: Path, tmp_path: Path,
+                                              sparnet_model_dir: Path, detector_weights: Path) -> None:
+    source = photo_folder / "two.jpg"
+    code, out, _ = run(capsys, "enhance", source, "-o", tmp_path, "--model", sparnet_model_dir,
+                       "--detector-weights", detector_weights, "--max-pixels", "1000", "--no-progress")
+    assert code == 1 and "1 failed" in out and "more than the limit of 1,000" in out
+    code, _, err = run(capsys, "enhance", source, "-o", tmp_path, "--model", sparnet_model_dir,
+                       "--max-pixels", "-1")
+    assert code == 1 and "--max-pixels" in err
