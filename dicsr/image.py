@@ -33,13 +33,14 @@ Decisions (documented here once, referred to elsewhere):
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import BinaryIO, Literal, Union
 
 import numpy as np
 import torch
@@ -65,9 +66,9 @@ logger = logging.getLogger(__name__)
 #: Pillow starts warning about decompression bombs). A float32 RGB copy of such an image is ~1 GB.
 DEFAULT_MAX_PIXELS = 89_478_485
 
-ImageKind = Literal["path", "pil", "numpy", "tensor"]
+ImageKind = Literal["path", "bytes", "pil", "numpy", "tensor"]
 ChannelOrder = Literal["rgb", "bgr"]
-ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, torch.Tensor]
+ImageInput = Union[str, "os.PathLike[str]", bytes, BinaryIO, Image.Image, np.ndarray, torch.Tensor]
 
 # BT.601 luma, as Pillow's RGB -> L conversion.
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -136,10 +137,12 @@ def load_image(
     channel_order: ChannelOrder = "rgb",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> LoadedImage:
-    """Normalise a path, PIL image, numpy array or torch tensor to a :class:`LoadedImage`.
+    """Normalise a path, encoded bytes, PIL image, numpy array or tensor to a :class:`LoadedImage`.
 
     Args:
-        image: a file path (``str``/``PathLike``), a ``PIL.Image.Image``, a numpy array (uint8,
+        image: a file path (``str``/``PathLike``), encoded file contents (``bytes`` or a binary
+            file object, e.g. an upload; results come back as PIL images like files do), a
+            ``PIL.Image.Image``, a numpy array (uint8,
             uint16 or float in ``[0, 1]``; ``H×W``, ``H×W×1``, ``H×W×3`` or ``H×W×4``) or a torch
             tensor (``C×H×W`` or ``1×C×H×W``, C in {1, 3, 4}; uint8 or float in ``[0, 1]``).
         channel_order: ``"bgr"`` for OpenCV-style arrays/tensors (BGR/BGRA); ignored for files
@@ -158,6 +161,16 @@ def load_image(
         raise InvalidInputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
     if isinstance(image, (str, os.PathLike)):
         return _load_path(Path(image), max_pixels)
+    if isinstance(image, (bytes, bytearray, memoryview)) or callable(getattr(image, "read", None)):
+        # Encoded file contents (an upload in a web service, a blob from storage): decoded with the
+        # same header-first size check and error mapping as a file on disk.
+        data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else image.read()
+        if not isinstance(data, bytes):
+            raise InvalidImageError("file object must be opened in binary mode ('rb')")
+        if not data:
+            raise InvalidImageError("image data is empty (0 bytes)")
+        return _decode_encoded(io.BytesIO(data), label="image data", kind="bytes", path=None,
+                               max_pixels=max_pixels)
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, max_pixels, what="PIL image")
         return _from_pil(image, kind="pil", source_path=None)
@@ -188,25 +201,32 @@ def _load_path(path: Path, max_pixels: int | None) -> LoadedImage:
         raise InvalidImageError(f"not a file: {path}")
     if path.stat().st_size == 0:
         raise InvalidImageError(f"image file is empty (0 bytes): {path}")
+    return _decode_encoded(path, label=f"image {path.name}", kind="path", path=path, max_pixels=max_pixels)
+
+
+def _decode_encoded(
+    source: Path | BinaryIO, *, label: str, kind: ImageKind, path: Path | None, max_pixels: int | None
+) -> LoadedImage:
+    where = path if path is not None else label
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             # Header only so far: check the size before a single pixel is decoded.
-            _check_size(opened.width, opened.height, max_pixels, what=f"image {path.name}")
+            _check_size(opened.width, opened.height, max_pixels, what=label)
             opened.load()
-            return _from_pil(opened, kind="path", source_path=path)
+            return _from_pil(opened, kind=kind, source_path=path)
     except Image.DecompressionBombError as exc:
         # Pillow refuses > 2 x MAX_IMAGE_PIXELS in open(), before dicsr's own check: say how to lift both.
         raise ImageTooLargeError(
-            f"{path}: {exc} If you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS and pass a larger "
+            f"{where}: {exc} If you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS and pass a larger "
             f"max_pixels (or max_pixels=None)"
         ) from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"not an image file Pillow can decode: {path}") from exc
+        raise InvalidImageError(f"not an image file Pillow can decode: {where}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
         if isinstance(exc, InvalidImageError):
             raise
         # Pillow reports truncated data, bad chunks and broken headers through these types.
-        raise InvalidImageError(f"cannot decode image {path}: {exc}") from exc
+        raise InvalidImageError(f"cannot decode image {where}: {exc}") from exc
 
 
 def _from_pil(image: Image.Image, *, kind: ImageKind, source_path: Path | None) -> LoadedImage:
@@ -403,7 +423,7 @@ def to_output(
     planes = _luma(rgb)[..., None] if like.was_grayscale else rgb
     if out_alpha is not None:
         planes = np.concatenate([planes, out_alpha[..., None]], axis=2)
-    if like.kind in ("path", "pil"):
+    if like.kind in ("path", "bytes", "pil"):
         return _to_pil(planes, like)
     if like.channel_order == "bgr" and planes.shape[2] >= 3:
         planes = np.concatenate([planes[..., 2::-1], planes[..., 3:]], axis=2)

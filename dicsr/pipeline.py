@@ -220,7 +220,8 @@ class FaceSuperResolver:
         """Super-resolve every face in ``image``.
 
         Args:
-            image: a path, ``PIL.Image``, numpy array (HW, HWC; uint8/uint16/float) or tensor.
+            image: a path, encoded bytes / binary file object, ``PIL.Image``, numpy array (HW,
+                HWC; uint8/uint16/float) or tensor (CHW).
             aligned: the input already is a face crop in the model's convention: skip detection.
             channel_order: ``"rgb"`` or ``"bgr"`` for numpy inputs (OpenCV users: ``"bgr"``).
             paste_back: blend the faces into the upscaled photo; ``False`` returns faces only.

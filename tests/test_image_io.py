@@ -252,3 +252,24 @@ def test_alpha_is_kept_in_png_and_refused_by_jpeg(tmp_path):
         save_image(out, tmp_path / "a.jpg")
     save_image(out.convert("RGB"), tmp_path / "b.jpg")
     assert Image.open(tmp_path / "b.jpg").format == "JPEG"
+
+
+def test_encoded_bytes_and_file_objects_load_like_files(tmp_path) -> None:
+    import io
+
+    source = tmp_path / "rgba.png"
+    Image.new("RGBA", (31, 17), (200, 100, 50, 128)).save(source)
+    from_path = load_image(source)
+    from_bytes = load_image(source.read_bytes())
+    with open(source, "rb") as handle:
+        from_file = load_image(handle)
+    for loaded in (from_bytes, from_file):
+        assert loaded.kind == "bytes"
+        assert np.array_equal(loaded.rgb, from_path.rgb) and np.array_equal(loaded.alpha, from_path.alpha)
+        assert to_output(loaded.rgb, loaded).mode == "RGBA"
+    with pytest.raises(InvalidImageError, match="empty"):
+        load_image(b"")
+    with pytest.raises(InvalidImageError, match="decode"):
+        load_image(source.read_bytes()[:60])
+    with pytest.raises(InvalidImageError, match="binary mode"):
+        load_image(io.StringIO("not bytes"))
