@@ -190,7 +190,7 @@ def main() -> None:
     ):
         center_coef, side_coef = fit(samples, features)
         logger.info("\n%s fitted constants:", name)
-        for constant, value in zip(constants, [*center_coef, *side_coef]):
+        for constant, value in zip(constants, [*center_coef, *side_coef], strict=True):
             logger.info("    %s = %.4f", constant, value)
         logger.info(summary("  in-sample, all faces", errors(samples, features, center_coef, side_coef)))
         logger.info(
