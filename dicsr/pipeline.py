@@ -61,6 +61,24 @@ class _PreparedFace:
     points5: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class _NetworkResult:
+    """One face's network output, moved off the device: float32 HWC RGB in [0, 1]."""
+
+    image: np.ndarray
+    heatmap: torch.Tensor | None  # K x h x w, final step (DIC); None for networks without landmarks
+    steps: tuple[np.ndarray, ...]  # every recurrent step's image, only when requested
+
+    def landmarks(self, hr_size: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sub-pixel, official argmax) landmarks in face coordinates, or None."""
+        if self.heatmap is None:
+            return None
+        stride = hr_size // self.heatmap.shape[-1]  # 128 / 32 = 4 for DIC
+        batch = self.heatmap[None]
+        return (subpixel_landmarks(batch, stride=stride)[0].numpy(),
+                official_argmax_landmarks(batch, stride=stride)[0].numpy())
+
+
 class FaceSuperResolver:
     """Restore every face of a photo with a face super-resolution network.
 
@@ -236,14 +254,13 @@ class FaceSuperResolver:
         height, width = loaded.rgb.shape[:2]
         prepared = self._prepare_aligned(loaded) if aligned else self._prepare_detected(loaded)
 
-        images, heatmaps, steps = self._super_resolve([p.crop.lr for p in prepared], return_steps)
+        results = self._super_resolve([p.crop.lr for p in prepared], return_steps)
         if self._refine_crop and prepared:
-            prepared, images, heatmaps, steps = self._refine(loaded, prepared, images, heatmaps, steps,
-                                                             return_steps)
+            prepared, results = self._refine(loaded, prepared, results, return_steps)
 
         scale = self._output_scale(width, height, upscale)
-        faces = self._assemble_faces(loaded, prepared, images, heatmaps, steps, scale)
-        photo = self._paste(loaded, prepared, images, scale) if paste_back else None
+        faces = self._assemble_faces(loaded, prepared, results, scale)
+        photo = self._paste(loaded, prepared, results, scale) if paste_back else None
         return EnhanceResult(image=photo, faces=tuple(faces), upscale=scale, input_size=(width, height))
 
     __call__ = enhance
@@ -267,9 +284,8 @@ class FaceSuperResolver:
 
     def _prepare_detected(self, loaded: LoadedImage) -> list[_PreparedFace]:
         detector = self._get_detector()
-        rgb_uint8 = np.clip(loaded.rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
         detections = detector.detect(
-            rgb_uint8, max_faces=self._max_faces, only_center_face=self._only_center_face
+            loaded.to_uint8(), max_faces=self._max_faces, only_center_face=self._only_center_face
         )
         logger.info("detected %d face(s)", len(detections))
         return [
@@ -303,56 +319,53 @@ class FaceSuperResolver:
             budget = 2e9
         return max(1, int(budget // per_face))
 
-    def _super_resolve(
-        self, crops: Sequence[np.ndarray], return_steps: bool
-    ) -> tuple[list[np.ndarray], list[np.ndarray | None], list[tuple[np.ndarray, ...]]]:
-        """Run the network on all crops, in memory-bounded chunks; results as float32 HWC."""
-        images: list[np.ndarray] = []
-        heatmaps: list[np.ndarray | None] = []
-        steps: list[tuple[np.ndarray, ...]] = []
+    def _super_resolve(self, crops: Sequence[np.ndarray], return_steps: bool) -> list[_NetworkResult]:
+        """Run the network on all crops, in memory-bounded chunks."""
+        results: list[_NetworkResult] = []
         chunk = self._auto_batch_size()
         for start in range(0, len(crops), chunk):
             batch = torch.from_numpy(np.stack(crops[start : start + chunk])).permute(0, 3, 1, 2)
             out = self.adapter(batch, all_steps=return_steps)
-            images.extend(_to_hwc_numpy(out.images))
-            if out.heatmaps is not None:
-                heatmaps.extend(h for h in out.heatmaps.float().cpu())
-            else:
-                heatmaps.extend([None] * batch.shape[0])
-            if return_steps and out.step_images:
-                per_step = [_to_hwc_numpy(s) for s in out.step_images]
-                steps.extend(tuple(step[i] for step in per_step) for i in range(batch.shape[0]))
-            else:
-                steps.extend(() for _ in range(batch.shape[0]))
-        return images, heatmaps, steps
+            images = _to_hwc_numpy(out.images)
+            heatmaps = out.heatmaps.float().cpu() if out.heatmaps is not None else None
+            per_step = [_to_hwc_numpy(s) for s in out.step_images] if return_steps else []
+            for i, image in enumerate(images):
+                results.append(_NetworkResult(
+                    image=image,
+                    heatmap=heatmaps[i] if heatmaps is not None else None,
+                    steps=tuple(step[i] for step in per_step),
+                ))
+        return results
 
-    def _refine(self, loaded, prepared, images, heatmaps, steps, return_steps):  # type: ignore[no-untyped-def]
-        """Re-crop faces whose DIC landmarks imply a different training-style box (DIC only)."""
+    def _refine(
+        self, loaded: LoadedImage, prepared: list[_PreparedFace], results: list[_NetworkResult],
+        return_steps: bool,
+    ) -> tuple[list[_PreparedFace], list[_NetworkResult]]:
+        """Re-crop faces whose DIC landmarks imply a different training-style box (DIC only).
+
+        DIC was trained on boxes made from the 68 ground-truth landmarks (dic.md §1); the first
+        pass runs on the box calibrated from the detector, so DIC's own landmarks give a box closer
+        to the training convention. Faces whose box moves by more than 10% of its side run again.
+        """
+        prepared, results = list(prepared), list(results)
         moved: list[int] = []
-        refined = list(prepared)
-        for i, (face, hmap) in enumerate(zip(prepared, heatmaps, strict=True)):
-            if hmap is None:
+        for i, (face, result) in enumerate(zip(prepared, results, strict=True)):
+            landmarks = result.landmarks(self.config.hr_size)
+            if landmarks is None or face.crop.box is None:
                 continue
-            stride = self.config.hr_size / hmap.shape[-1]
-            points_face = subpixel_landmarks(hmap[None], stride=stride)[0].numpy()
-            points_src = face_crop.apply_affine(face.crop.inverse_affine, points_face)
-            box = face_crop.dic_box_from_landmarks68(points_src)
-            if face.crop.box is not None and _box_moved(face.crop.box, box):
-                refined[i] = _PreparedFace(
-                    crop=face_crop.crop_face(loaded.rgb, box, convention=self.config.crop,
-                                             lr_size=self.config.lr_size, hr_size=self.config.hr_size),
-                    detection_box=face.detection_box, score=face.score, points5=face.points5,
-                )
+            in_photo = face_crop.apply_affine(face.crop.inverse_affine, landmarks[0])
+            box = face_crop.dic_box_from_landmarks68(in_photo)
+            if _box_moved(face.crop.box, box):
+                crop = face_crop.crop_face(loaded.rgb, box, convention=self.config.crop,
+                                           lr_size=self.config.lr_size, hr_size=self.config.hr_size)
+                prepared[i] = dataclasses.replace(face, crop=crop)
                 moved.append(i)
-        if not moved:
-            return prepared, images, heatmaps, steps
-        logger.info("refined the crop of %d face(s) from DIC's own landmarks", len(moved))
-        new_images, new_heatmaps, new_steps = self._super_resolve([refined[i].crop.lr for i in moved],
-                                                                  return_steps)
-        images, heatmaps, steps = list(images), list(heatmaps), list(steps)
-        for j, i in enumerate(moved):
-            images[i], heatmaps[i], steps[i] = new_images[j], new_heatmaps[j], new_steps[j]
-        return refined, images, heatmaps, steps
+        if moved:
+            logger.info("refined the crop of %d face(s) from DIC's own landmarks", len(moved))
+            rerun = self._super_resolve([prepared[i].crop.lr for i in moved], return_steps)
+            for i, result in zip(moved, rerun, strict=True):
+                results[i] = result
+        return prepared, results
 
     def _output_scale(self, width: int, height: int, upscale: float | None) -> float:
         requested = upscale if upscale is not None else self._upscale
@@ -371,21 +384,22 @@ class FaceSuperResolver:
             return capped
         return scale
 
-    def _assemble_faces(self, loaded, prepared, images, heatmaps, steps, scale):  # type: ignore[no-untyped-def]
-        faces = []
+    def _assemble_faces(
+        self, loaded: LoadedImage, prepared: list[_PreparedFace], results: list[_NetworkResult], scale: float
+    ) -> list[RestoredFace]:
         # Faces carry no alpha: the photo's alpha belongs to the pasted result.
         face_like = dataclasses.replace(loaded, alpha=None)
-        for face, img, hmap, step in zip(prepared, images, heatmaps, steps, strict=True):
+        faces = []
+        for face, result in zip(prepared, results, strict=True):
             landmarks = official = in_output = None
-            if hmap is not None:
-                stride = self.config.hr_size // hmap.shape[-1]
-                landmarks = subpixel_landmarks(hmap[None], stride=stride)[0].numpy()
-                official = official_argmax_landmarks(hmap[None], stride=stride)[0].numpy()
-                in_source = face_crop.apply_affine(face.crop.inverse_affine, landmarks)
-                in_output = _source_to_output(in_source, scale)
+            decoded = result.landmarks(self.config.hr_size)
+            if decoded is not None:
+                landmarks, official = decoded
+                in_photo = face_crop.apply_affine(face.crop.inverse_affine, landmarks)
+                in_output = _source_to_output(in_photo, scale)
             faces.append(
                 RestoredFace(
-                    image=to_output(img, face_like),
+                    image=to_output(result.image, face_like),
                     lr=face.crop.lr,
                     affine=face.crop.affine,
                     box=face.crop.box,
@@ -395,15 +409,16 @@ class FaceSuperResolver:
                     landmarks=landmarks,
                     landmarks_official=official,
                     landmarks_in_output=in_output,
-                    step_images=step,
+                    step_images=result.steps,
                 )
             )
         return faces
 
-    def _paste(self, loaded: LoadedImage, prepared: list[_PreparedFace], images: list[np.ndarray],
-               scale: float) -> Any:
+    def _paste(
+        self, loaded: LoadedImage, prepared: list[_PreparedFace], results: list[_NetworkResult], scale: float
+    ) -> Any:
         background = upscale_with(self._bg_upsampler, loaded.rgb, scale)
-        placements = [(img, p.crop.affine) for img, p in zip(images, prepared, strict=True)]
+        placements = [(r.image, p.crop.affine) for r, p in zip(results, prepared, strict=True)]
         restored = paste_faces(background, placements, upscale=scale)
         # Alpha is upscaled with the same resampler as the default background, never by the
         # user's bg_upsampler (which may be an RGB-only network).
