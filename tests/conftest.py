@@ -7,6 +7,7 @@ skip with a clear reason when it is absent; everything else runs on a fresh clon
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,16 @@ def shared_path(*parts: str) -> Path:
             f"weights) is expected beside the repository as ../shared or in $DICSR_SHARED_DIR"
         )
     return path
+
+
+@pytest.fixture(scope="module")
+def one_intra_op_thread() -> Iterator[None]:
+    """One intra-op thread for a module whose parallelism comes from its own threads, or whose
+    network calls are tiny: two intra-op threads per call would oversubscribe the two cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 DETECTOR_SHA256 = "2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220"

@@ -46,13 +46,7 @@ from dicsr.pipeline import FaceSuperResolver
 UPSCALE = 2.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_intra_op_thread():
-    # Small network calls on two shared cores: one intra-op thread avoids oversubscription.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 def photo(*parts: str) -> Path:

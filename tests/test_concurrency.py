@@ -30,14 +30,7 @@ FLOAT_PHOTO = ("Pillow", "Tests", "images", "hopper.jpg")
 UPSCALE = 2.0  # the property under test does not depend on the scale; 2x keeps pastes cheap
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_intra_op_thread():
-    # Parallelism here comes from the caller's threads; each network call uses one intra-op thread
-    # so that 4 workers do not oversubscribe two shared cores.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ pytestmark = [
     # Pillow warns about the damage it skips over (corrupt EXIF, oversized tags): expected here.
     pytest.mark.filterwarnings("ignore::UserWarning"),
     pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
+    pytest.mark.usefixtures("one_intra_op_thread"),
 ]
 
 #: Wall-clock bound of one load. Healthy loads of these files take well under a second.
@@ -74,13 +75,6 @@ def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_intra_op_thread():
-    # Loads are single-threaded anyway; one intra-op thread avoids oversubscribing shared cores.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def run_bounded(load: Callable[[], Any], what: str) -> str:

@@ -40,14 +40,7 @@ SLOWER = settings(max_examples=12, deadline=None, suppress_health_check=[HealthC
 MAX_VALUE = {"uint8": 255, "uint16": 65535}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_intra_op_thread():
-    # The network calls below are tiny; on two cores shared with other jobs, two intra-op threads
-    # oversubscribe the CPU and make them an order of magnitude slower. Results do not depend on it.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 # --- numpy arrays ---------------------------------------------------------------------------------
