@@ -232,10 +232,15 @@ def warp_affine(image: np.ndarray, affine: np.ndarray, size: tuple[int, int]) ->
     """
     width, height = size
     to_image = invert_affine(affine)
+    planes = image[..., None] if image.ndim == 2 else image
+    if to_image[0, 1] == 0.0 and to_image[1, 0] == 0.0:
+        # Axis-aligned (the square crop conventions): the kernel is separable, so the warp is two
+        # small matrix products instead of 16 gathers per output pixel (~10x faster pastes).
+        out = _warp_axis_aligned(planes, to_image, width, height)
+        return out[..., 0] if image.ndim == 2 else out
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
     sx = to_image[0, 0] * xs + to_image[0, 1] * ys + to_image[0, 2]
     sy = to_image[1, 0] * xs + to_image[1, 1] * ys + to_image[1, 2]
-    planes = image[..., None] if image.ndim == 2 else image
     src_h, src_w = planes.shape[:2]
     inside = (sx >= -0.5) & (sx <= src_w - 0.5) & (sy >= -0.5) & (sy <= src_h - 0.5)
     left, top = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
@@ -250,6 +255,31 @@ def warp_affine(image: np.ndarray, affine: np.ndarray, size: tuple[int, int]) ->
         out += weights_y[j][..., None] * line
     out[~inside] = 0.0
     return out[..., 0] if image.ndim == 2 else out
+
+
+def _warp_axis_aligned(planes: np.ndarray, to_image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """:func:`warp_affine` for a scale + translation: the same taps and weights, applied per axis."""
+    src_h, src_w = planes.shape[:2]
+    sx = to_image[0, 0] * np.arange(width, dtype=np.float64) + to_image[0, 2]
+    sy = to_image[1, 1] * np.arange(height, dtype=np.float64) + to_image[1, 2]
+    along_x, along_y = _tap_matrix(sx, src_w), _tap_matrix(sy, src_h)
+    rows = np.tensordot(along_y, planes.astype(np.float64, copy=False), axes=([1], [0]))  # H x W_src x C
+    out = np.tensordot(rows, along_x, axes=([1], [1])).transpose(0, 2, 1)  # H x W x C
+    inside_x = (sx >= -0.5) & (sx <= src_w - 0.5)
+    inside_y = (sy >= -0.5) & (sy <= src_h - 0.5)
+    out[~(inside_y[:, None] & inside_x[None, :])] = 0.0
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _tap_matrix(coords: np.ndarray, length: int) -> np.ndarray:
+    """Dense ``len(coords) × length`` matrix of the 4 Keys taps of each coordinate (edge-clamped)."""
+    left = np.floor(coords).astype(np.int64)
+    matrix = np.zeros((coords.size, length), dtype=np.float64)
+    rows = np.arange(coords.size)
+    for tap, weight in enumerate(_keys_weights(coords - left)):
+        # add.at: clamped taps at the edge land on the same column and must accumulate
+        np.add.at(matrix, (rows, np.clip(left + tap - 1, 0, length - 1)), weight)
+    return matrix
 
 
 def _keys_weights(frac: np.ndarray, a: float = -0.5) -> list[np.ndarray]:
