@@ -38,6 +38,7 @@ import logging
 import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Union
@@ -65,6 +66,9 @@ logger = logging.getLogger(__name__)
 #: Default pixel limit of :func:`load_image`: Pillow's own ``MAX_IMAGE_PIXELS`` (≈ 89.5 MP, where
 #: Pillow starts warning about decompression bombs). A float32 RGB copy of such an image is ~1 GB.
 DEFAULT_MAX_PIXELS = 89_478_485
+
+#: Output size from which :func:`resize_float` resamples the channels in parallel threads.
+_PARALLEL_RESIZE_PIXELS = 1_000_000
 
 ImageKind = Literal["path", "bytes", "pil", "numpy", "tensor"]
 ChannelOrder = Literal["rgb", "bgr"]
@@ -459,10 +463,11 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _quantise(values: np.ndarray, bit_depth: int) -> np.ndarray:
-    if bit_depth == 8:
-        return np.rint(values * 255.0).astype(np.uint8)
-    if bit_depth == 16:
-        return np.rint(values * 65535.0).astype(np.uint16)
+    if bit_depth in (8, 16):
+        # One scratch array, rounded in place: restored photos are tens of megapixels.
+        scaled = np.multiply(values, 255.0 if bit_depth == 8 else 65535.0, dtype=np.float32)
+        np.rint(scaled, out=scaled)
+        return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
     return values.astype(np.float32)
 
 
@@ -536,9 +541,18 @@ def resize_float(
         raise InvalidInputError(f"resize target must be positive, got {size}")
     planes = image[..., None] if image.ndim == 2 else image
     out = np.empty((height, width, planes.shape[2]), dtype=np.float32)
-    for channel in range(planes.shape[2]):
+
+    def resize_channel(channel: int) -> None:
         plane = Image.fromarray(np.ascontiguousarray(planes[..., channel], dtype=np.float32))
         out[..., channel] = np.asarray(plane.resize((width, height), resample, box=box))
+
+    if planes.shape[2] > 1 and width * height >= _PARALLEL_RESIZE_PIXELS:
+        # Pillow releases the GIL while resampling: big planes (an 8x background) resize in parallel.
+        with ThreadPoolExecutor(max_workers=min(planes.shape[2], os.cpu_count() or 1)) as pool:
+            list(pool.map(resize_channel, range(planes.shape[2])))
+    else:
+        for channel in range(planes.shape[2]):
+            resize_channel(channel)
     return out[..., 0] if image.ndim == 2 else out
 
 
