@@ -62,6 +62,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="zoo name, hf-hub:org/repo[@rev], model folder or checkpoint")
     enhance.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     enhance.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
+    enhance.add_argument("--channels-last", action="store_true",
+                         help="NHWC memory format (with --dtype bfloat16: the CPU fast path)")
     enhance.add_argument("--upscale", type=float, default=None,
                          help="output scale of the photo (default: the model's scale)")
     enhance.add_argument("--only-center-face", action="store_true")
@@ -125,7 +127,8 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
         raise _no_inputs_error(args.inputs)
     args.output.mkdir(parents=True, exist_ok=True)
     resolver = FaceSuperResolver(
-        args.model, device=args.device, dtype=args.dtype, upscale=args.upscale,
+        args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+        upscale=args.upscale,
         only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
         detector_weights=args.detector_weights, score_threshold=args.score_threshold,
         batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,

@@ -100,6 +100,17 @@ def test_enhance_folder_with_every_output(capsys, photo_folder: Path, tmp_path: 
     assert code == 0 and "0 image(s) restored, 0 face(s), 2 skipped" in out
 
 
+def test_enhance_bf16_channels_last(capsys, photo_folder: Path, tmp_path: Path, sparnet_model_dir: Path,
+                                    detector_weights: Path) -> None:
+    source = photo_folder / "two.jpg"
+    code, out, err = run(capsys, "enhance", source, "-o", tmp_path, "--model", sparnet_model_dir,
+                         "--detector-weights", detector_weights, "--dtype", "bfloat16", "--channels-last",
+                         "--upscale", "1", "--no-progress")
+    assert code == 0, err
+    assert "1 image(s) restored, 2 face(s)" in out
+    assert Image.open(tmp_path / "two.jpg").size == Image.open(photo_folder / "two.jpg").size
+
+
 def test_enhance_with_dic_landmarks(capsys, photo_folder: Path, tmp_path: Path, dic_model_dir: Path,
                                     detector_weights: Path) -> None:
     code, _, err = run(capsys, "enhance", photo_folder / "two.jpg", "-o", tmp_path, "--model", dic_model_dir,
