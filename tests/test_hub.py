@@ -26,7 +26,6 @@ from hubserver import HubServer
 from dicsr.errors import IntegrityError, ModelNotFoundError, WeightsUnavailableError
 from dicsr.loading import (
     ModelEntry,
-    convert_checkpoint,
     download_model,
     get_model_entry,
     is_cached,
@@ -45,9 +44,8 @@ DIC_REPO = "dicsr-test/dic-celeba"
 
 
 @pytest.fixture(scope="module")
-def sparnet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = shared_path("golden", "SPARNet.pth")
-    return convert_checkpoint(source, tmp_path_factory.mktemp("hub") / "sparnet", name="sparnet")
+def sparnet_folder(sparnet_model_dir: Path) -> Path:
+    return sparnet_model_dir  # conftest's session-wide conversion of the golden checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +63,8 @@ def sparnet_folder_v2(sparnet_folder: Path, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def dic_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = shared_path("golden", "DIC_CelebA_ckp.pth")
-    return convert_checkpoint(source, tmp_path_factory.mktemp("hub") / "dic-celeba", name="dic-celeba")
+def dic_folder(dic_model_dir: Path) -> Path:
+    return dic_model_dir
 
 
 @pytest.fixture(scope="module")
