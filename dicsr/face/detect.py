@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,7 +301,11 @@ def _build_retinaface(weights: Path, network: DetectorNetwork, device: torch.dev
     from facexlib.detection.retinaface import RetinaFace
 
     # Built on CPU first so a mismatch is reported before anything is moved to the device.
-    net = RetinaFace(network_name=network, half=False, phase="test", device=torch.device("cpu"))
+    with warnings.catch_warnings():
+        # facexlib builds its ResNet-50 backbone with torchvision's deprecated `pretrained=False`;
+        # the warning is about facexlib's call, not anything a dicsr user can change.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torchvision\.models\._utils")
+        net = RetinaFace(network_name=network, half=False, phase="test", device=torch.device("cpu"))
     _check_state_dict_fits(net, state, weights, network)
     net.load_state_dict(state, strict=True)
     net.device = device
