@@ -36,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose >= 2 else logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose < 2:
+        # The hub client logs every connection retry as a warning; dicsr reports the outcome itself
+        # (a WeightsUnavailableError that says how to get the weights), so keep its chatter for -vv.
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
         return 2
