@@ -308,7 +308,7 @@ def _from_numpy(array: np.ndarray, channel_order: ChannelOrder, max_pixels: int 
     samples, bit_depth = _numpy_to_unit(array)
     hwc = samples.reshape(array.shape[0], array.shape[1], channels)
     if channel_order == "bgr" and channels >= 3:
-        hwc = np.concatenate([hwc[..., 2::-1], hwc[..., 3:]], axis=2)
+        hwc = _swap_red_blue(hwc)
     return _from_hwc(
         hwc,
         bit_depth=bit_depth,
@@ -342,7 +342,7 @@ def _from_tensor(tensor: torch.Tensor, channel_order: ChannelOrder, max_pixels: 
     samples, bit_depth = _numpy_to_unit(array)
     hwc = np.ascontiguousarray(samples.transpose(1, 2, 0))
     if channel_order == "bgr" and hwc.shape[2] >= 3:
-        hwc = np.concatenate([hwc[..., 2::-1], hwc[..., 3:]], axis=2)
+        hwc = _swap_red_blue(hwc)
     return _from_hwc(
         hwc,
         bit_depth=bit_depth,
@@ -352,6 +352,11 @@ def _from_tensor(tensor: torch.Tensor, channel_order: ChannelOrder, max_pixels: 
         dtype=str(tensor.dtype).removeprefix("torch."),
         device=str(tensor.device),
     )
+
+
+def _swap_red_blue(planes: np.ndarray) -> np.ndarray:
+    """RGB(A) <-> BGR(A): reverse the first three channels, keep alpha where it is."""
+    return np.concatenate([planes[..., 2::-1], planes[..., 3:]], axis=2)
 
 
 def _from_hwc(hwc: np.ndarray, **fields: object) -> LoadedImage:
@@ -430,7 +435,7 @@ def to_output(
     if like.kind in ("path", "bytes", "pil"):
         return _to_pil(planes, like)
     if like.channel_order == "bgr" and planes.shape[2] >= 3:
-        planes = np.concatenate([planes[..., 2::-1], planes[..., 3:]], axis=2)
+        planes = _swap_red_blue(planes)
     if like.kind == "numpy":
         return _to_numpy(planes, like)
     return _to_tensor(planes, like)
