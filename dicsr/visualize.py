@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,7 @@ def draw_landmarks(
 
 def side_by_side(before: Any, after: Any) -> Image.Image:
     """``before`` (resized to ``after``'s height with nearest neighbour) next to ``after``."""
-    left, right = _as_pil_rgb(before if not isinstance(before, Path) else str(before)), _as_pil_rgb(after)
+    left, right = _as_pil_rgb(before), _as_pil_rgb(after)
     height = right.height
     width = max(1, round(left.width * height / left.height))
     left = left.resize((width, height), Image.NEAREST)
