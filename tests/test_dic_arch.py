@@ -17,15 +17,16 @@ import torch
 from conftest import shared_path
 
 from dicsr.adapters.base import NetworkOutput
-from dicsr.adapters.dic import DICAdapter
+from dicsr.adapters.dic import CELEBA_MEAN, DICAdapter
 from dicsr.archs.dic import DIC, DIC_PRESETS, DICConfig, DICOutput
 from dicsr.config import ModelConfig
 from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
 
 pytestmark = pytest.mark.shared
 
-# Float32 parity with the official code (shared/README.md). Measured: 0 (bitwise) for the batched
-# golden run, 8.6e-7 for an image run alone, 2.0e-6 in channels-last.
+# Float32 parity with the official code (shared/README.md). Measured: 1.7e-6 on the final SR image
+# (the 256x256 1x1 projections run as matrix products, which sum in another order than oneDNN's
+# convolution), 2.0e-6 in channels-last.
 F32_TOLERANCE = 1e-5
 # bfloat16 on CPU (contiguous or channels-last) vs float32, final step, golden random weights.
 # Measured: image max 0.011-0.013 / mean 0.0014 (in [0, 1] units: at worst ~3/255), heatmaps max
@@ -204,8 +205,16 @@ def test_adapter_output_quantises_to_the_official_png(golden_run, golden: dict[s
     assert len(output.step_images) == len(output.step_heatmaps) == NUM_STEPS
     assert torch.equal(output.step_images[-1], output.images)
     assert torch.equal(output.heatmaps, raw.heatmaps[-1])
-    quantised = DICAdapter.official_uint8(output.images).permute(0, 2, 3, 1)
-    assert torch.equal(quantised, torch.from_numpy(golden["sr_uint8"]))
+    quantised = DICAdapter.official_uint8(output.images).permute(0, 2, 3, 1).numpy().astype(int)
+    expected = golden["sr_uint8"].astype(int)
+    # Equal 8-bit values, except where the official float value lies within the float32 tolerance of
+    # a rounding boundary (x.5 levels): there a rounding difference of 1e-6 may flip one level.
+    official = (golden["sr"][-1] + np.float32(CELEBA_MEAN).reshape(1, 3, 1, 1)).clip(0, 1) * 255
+    near_boundary = np.abs(official - np.floor(official) - 0.5).transpose(0, 2, 3, 1) <= F32_TOLERANCE * 255
+    differs = quantised != expected
+    assert not (differs & ~near_boundary).any()
+    assert np.abs(quantised - expected).max() <= 1
+    assert differs.sum() <= near_boundary.sum() < 0.01 * expected.size
 
 
 def test_official_landmarks_match_golden(golden_run, golden: dict[str, np.ndarray]) -> None:
@@ -230,6 +239,26 @@ def test_images_in_a_batch_are_independent(golden_run, second_image_alone: DICOu
     _, raw, _ = golden_run
     assert _max_error(second_image_alone.sr[0], raw.sr[-1][1:2]) <= F32_TOLERANCE
     assert _max_error(second_image_alone.heatmaps[0], raw.heatmaps[-1][1:2]) <= F32_TOLERANCE
+
+
+def test_training_gives_every_parameter_a_gradient(net: DIC, golden: dict[str, np.ndarray]) -> None:
+    # While autograd records, the projections take the official concatenating formulation (the
+    # inference path overwrites its scratch stacks in place) and the PReLUs stay differentiable.
+    network = copy.deepcopy(net).train().requires_grad_(True)
+    lr = torch.from_numpy(golden["lr"][:1, :, :8, :8]).contiguous()  # 8x8 LR keeps backward cheap
+    output = network(lr, all_steps=True)
+    loss = sum(sr.square().mean() for sr in output.sr) + sum(h.square().mean() for h in output.heatmaps)
+    loss.backward()
+    without_gradient = [
+        name
+        for name, parameter in network.named_parameters()
+        if parameter.grad is None or not torch.isfinite(parameter.grad).all() or not parameter.grad.any()
+    ]
+    assert not without_gradient
+    with torch.inference_mode():
+        inference = net(lr, all_steps=True)
+    for trained, fast in zip(output.sr + output.heatmaps, inference.sr + inference.heatmaps, strict=True):
+        assert _max_error(trained.detach(), fast) <= F32_TOLERANCE
 
 
 def test_concurrent_calls_from_two_threads(net: DIC, golden: dict[str, np.ndarray]) -> None:

@@ -18,11 +18,18 @@ Differences from the official code that do not change any number:
   an explicit argument, so one module can serve several threads at once;
 * the channel concatenations inside the projection units are written once into a preallocated
   stack instead of re-concatenating all previous groups in every group (spec §2.1), and the
-  projection units run image by image reusing one 256x256 stack: the convolutions see bitwise the
-  same input, and the largest temporaries are neither reallocated nor multiplied by the batch;
-* residual sums and ReLUs run in place on freshly computed tensors (never on a tensor that is
-  returned or read again);
+  projection units run image by image reusing one 256x256 stack per forward, so the largest
+  temporaries are neither reallocated nor multiplied by the batch;
+* residual sums, ReLUs and (at CPU inference) PReLUs run in place on freshly computed tensors (never
+  on a tensor that is returned or read again);
 * with ``all_steps=False`` the earlier steps' outputs are not kept.
+
+One difference changes float32 rounding only: the 1x1 convolutions at 256x256 run as matrix
+products on a channels-last stack read in place (:func:`_pointwise_conv_prelu`). They sum the same
+products in another order than oneDNN's convolution: 1.7e-6 max abs difference on the golden SR
+images (tests/test_dic_arch.py). The convolution path copied each strided prefix first, and those
+copies (up to 75 MB, faulted in afresh on every call) cost more than the products themselves
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -115,20 +122,56 @@ def _prelu() -> nn.PReLU:
     return nn.PReLU(num_parameters=1, init=0.2)
 
 
+class _ConvPReLU(nn.Sequential):
+    """Official ``ConvBlock`` / ``DeconvBlock`` with PReLU: keys ``0.weight``, ``0.bias``, ``1.weight``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activate_(self[0](x))
+
+    def activate_(self, y: Tensor) -> Tensor:
+        """The PReLU on a freshly computed ``y``, in place where that changes no number.
+
+        At inference on CPU it runs as an in-place leaky ReLU with the learned slope (the same
+        ``x > 0 ? x : slope * x`` per element, bitwise equal): most of these outputs are 256x256
+        maps of 12 MB, and a second such tensor per layer is memory the allocator faults in again
+        on every call. Where the slope needs a gradient, or off CPU (reading the slope would
+        synchronise a GPU), it is the plain PReLU.
+        """
+        slope = self[1].weight
+        wants_gradient = torch.is_grad_enabled() and slope.requires_grad
+        if y.device.type == "cpu" and slope.numel() == 1 and not wants_gradient:
+            return F.leaky_relu_(y, slope.item())
+        return self[1](y)
+
+
+def _pointwise_conv_prelu(block: _ConvPReLU, x: Tensor) -> Tensor:
+    """A 1x1 ``block`` on a 1 x C x H x W channels-last view as one matrix product, without a copy.
+
+    ``x`` is a channel prefix of a wider channels-last stack: its pixels are rows of a matrix whose
+    row stride is the stack's width, which BLAS reads in place. A convolution would first copy the
+    strided view (up to 75 MB at 256x256, faulted in afresh on every call). Same sums as the
+    convolution, accumulated in another order: float32 rounding differences only.
+    """
+    conv = block[0]
+    _, channels, height, width = x.shape
+    pixels = x.permute(0, 2, 3, 1).view(height * width, channels)
+    weight = conv.weight.reshape(conv.out_channels, channels)
+    out = torch.addmm(conv.bias, pixels, weight.t())  # every official ConvBlock has a bias
+    return block.activate_(out.view(1, height, width, -1).permute(0, 3, 1, 2))
+
+
 def _conv_prelu(
     in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0
-) -> nn.Sequential:
-    """Official ``ConvBlock`` with PReLU: keys ``0.weight``, ``0.bias``, ``1.weight``."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), _prelu())
+) -> _ConvPReLU:
+    """Official ``ConvBlock`` with PReLU."""
+    return _ConvPReLU(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), _prelu())
 
 
 def _deconv_prelu(
     in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int
-) -> nn.Sequential:
+) -> _ConvPReLU:
     """Official ``DeconvBlock`` with PReLU; output side (H - 1)·s − 2p + k (spec §6.1)."""
-    return nn.Sequential(
-        nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding), _prelu()
-    )
+    return _ConvPReLU(nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding), _prelu())
 
 
 def _memory_format_of(tensor: Tensor) -> torch.memory_format:
@@ -260,10 +303,18 @@ class FeedbackBlock(nn.Module):
             raise ValueError("the recurrent feedback block has a fusion module and the first one has not")
 
     def forward(
-        self, features: Tensor, hidden: Tensor | None = None, component_maps: Tensor | None = None
+        self,
+        features: Tensor,
+        hidden: Tensor | None = None,
+        component_maps: Tensor | None = None,
+        *,
+        scratch: Tensor | None = None,
     ) -> Tensor:
-        """One step: B x C x h x w features (+ previous hidden and component maps) -> new hidden."""
-        c, groups = self.num_features, self.num_groups
+        """One step: B x C x h x w features (+ previous hidden and component maps) -> new hidden.
+
+        ``scratch`` is a stack from :meth:`new_scratch` to reuse (its contents are overwritten);
+        without it the block allocates one.
+        """
         if self.fusion_block is None:
             first = self.compress_in(features)
         else:
@@ -273,15 +324,30 @@ class FeedbackBlock(nn.Module):
             first = self.fusion_block(self.compress_in(torch.cat([features, hidden], dim=1)), component_maps)
 
         # The projection units run one image at a time: the 256x256 maps give the cores enough
-        # work without batching, an image's channel prefix is contiguous in NCHW (convolutions read
-        # it without a copy), and one high-resolution stack serves every image, so the activation
-        # peak no longer grows with the batch. On the golden batch the outputs stay bitwise equal
-        # to the official batched run (tests/test_dic_arch.py).
-        _, _, h, w = first.shape
+        # work without batching, and one high-resolution stack serves every image, so the
+        # activation peak does not grow with the batch.
+        if first.requires_grad:
+            return self._project_with_autograd(first)
+        if scratch is None:
+            scratch = self.new_scratch(first)
+        return torch.cat([self._project(image, scratch) for image in first.split(1)], dim=0)
+
+    def new_scratch(self, features: Tensor) -> Tensor:
+        """Uninitialised 1 x G·C x 8h x 8w channels-last stack for the projections of ``features``.
+
+        Channels-last because every 256x256 operation is fastest there (oneDNN's transposed
+        convolution writes NHWC without reordering, and a channel prefix of the stack is a strided
+        matrix the 1x1 projections read in place). One stack can serve every call of a forward.
+        """
+        _, _, h, w = features.shape
         kernel, stride, padding = self.projection
         high_side = ((h - 1) * stride - 2 * padding + kernel, (w - 1) * stride - 2 * padding + kernel)
-        high = _empty_stack(first[:1], c * groups, *high_side)
-        return torch.cat([self._project(image, high) for image in first.split(1)], dim=0)
+        return torch.empty(
+            (1, self.num_features * self.num_groups, *high_side),
+            dtype=features.dtype,
+            device=features.device,
+            memory_format=torch.channels_last,
+        )
 
     def _project(self, first: Tensor, high: Tensor) -> Tensor:
         """Up/down projection groups for one image (1 x C x h x w L0); ``high`` is scratch space."""
@@ -294,13 +360,31 @@ class FeedbackBlock(nn.Module):
             up_in = low[:, : c * (g + 1)]
             if g > 0:
                 up_in = self.uptranBlocks[g - 1](up_in)
-            high[:, c * g : c * (g + 1)].copy_(self.upBlocks[g](up_in))
+            # A channels-last input makes the transposed convolution write channels-last (its
+            # fast path; the 32x32 input is cheap to convert).
+            up = self.upBlocks[g](up_in.contiguous(memory_format=torch.channels_last))
+            high[:, c * g : c * (g + 1)].copy_(up)
             down_in = high[:, : c * (g + 1)]
             if g > 0:
-                down_in = self.downtranBlocks[g - 1](down_in)  # a 1x1 conv at 256x256 (spec §2.1)
+                # The 1x1 convolution at 256x256 over cat(H0..Hg) (spec §2.1).
+                down_in = _pointwise_conv_prelu(self.downtranBlocks[g - 1], down_in)
             low[:, c * (g + 1) : c * (g + 2)].copy_(self.downBlocks[g](down_in))
         # compress_out sees L1..LG: L0 is excluded (spec §2.1, §6.4).
         return self.compress_out(low[:, c:])
+
+    def _project_with_autograd(self, first: Tensor) -> Tensor:
+        """The projection groups as the official code writes them, for training (spec §2.1).
+
+        Every group concatenates its predecessors afresh. Autograd cannot differentiate through the
+        scratch stacks of :meth:`_project`, which later groups overwrite in place.
+        """
+        lows, highs = [first], []
+        for g in range(self.num_groups):
+            up_in = torch.cat(lows, dim=1)
+            highs.append(self.upBlocks[g](up_in if g == 0 else self.uptranBlocks[g - 1](up_in)))
+            down_in = torch.cat(highs, dim=1)
+            lows.append(self.downBlocks[g](down_in if g == 0 else self.downtranBlocks[g - 1](down_in)))
+        return self.compress_out(torch.cat(lows[1:], dim=1))
 
 
 # --- recurrent hourglass alignment branch (spec §2.4) ------------------------------------------
@@ -454,6 +538,9 @@ class DIC(nn.Module):
         upsampled = F.interpolate(x, scale_factor=self.config.scale, mode="bilinear", align_corners=False)
         features = self.feat_in(self.conv_in(x))
 
+        # One projection stack for all steps of both feedback blocks (same shape): allocated once
+        # per forward instead of once per step. Training takes the stack-free path instead.
+        scratch = None if features.requires_grad else self.first_block.new_scratch(features)
         sr_steps: list[Tensor] = []
         heatmap_steps: list[Tensor] = []
         sr_hidden: Tensor | None = None
@@ -461,10 +548,10 @@ class DIC(nn.Module):
         heatmaps: Tensor | None = None
         for step in range(self.config.num_steps):
             if step == 0:
-                sr_hidden = self.first_block(features)
+                sr_hidden = self.first_block(features, scratch=scratch)
             else:
                 # Attention from the previous step's heatmaps, not detached (spec §2.3, §6.12).
-                sr_hidden = self.block(features, sr_hidden, merge_heatmaps(heatmaps))
+                sr_hidden = self.block(features, sr_hidden, merge_heatmaps(heatmaps), scratch=scratch)
             sr = self.conv_out(self.out(sr_hidden)).add_(upsampled)
             # The hourglass sees the raw, unclamped mean-subtracted SR image (spec §6.9).
             heatmaps, hg_hidden = self.HG(sr, hg_hidden)
