@@ -11,6 +11,9 @@ library is not modified): image loading, detection, cropping, the network adapte
 i.e. normalisation + network + clamp) and paste-back. Everything else in ``enhance`` (batch
 stacking, tensor <-> numpy, landmark decoding, result assembly) is reported as "other". Pipeline
 overhead = total − SR, as % of SR. One warm-up photo, then ``--repeats`` runs; medians and ranges.
+Paste-back is also split into its parts (background upscale, face blending, output conversion);
+parts a dicsr version does not have are skipped, so the script also times older checkouts
+(``PYTHONPATH=<checkout> python benchmarks/bench_pipeline.py``) for before/after comparisons.
 
 Part 2 (memory): a "huge photo with many faces" (the group photo tiled ``--tile`` x ``--tile``),
 processed in a fresh subprocess per ``batch_size`` (1, 4, auto), ``upscale=1`` so the output photo
@@ -45,6 +48,8 @@ DETECTOR = SHARED / "weights" / "detection_mobilenet0.25_Final.pth"
 DIC_CHECKPOINT = SHARED / "golden" / "DIC_CelebA_ckp.pth"
 
 logger = logging.getLogger("bench_pipeline")
+
+PASTE_PARTS = ("paste/background", "paste/faces", "paste/output")
 
 
 def build_resolver(batch_size: int | None, **options: Any) -> Any:
@@ -92,9 +97,18 @@ def instrumented(resolver: Any, timer: StageTimer) -> Iterator[None]:
         (detector, "detect", "detect"),
         (resolver.adapter, "forward", "sr"),
         (resolver, "_paste", "paste"),
+        # Parts of the paste stage (names with "/" are nested: not added again to the total).
+        (pipeline_module, "upscale_with", "paste/background"),
+        (pipeline_module, "upscale_background_8bit", "paste/background"),
+        (pipeline_module, "paste_faces", "paste/faces"),
+        # to_output also converts the six 128×128 faces in result assembly (well under 1 ms).
+        (pipeline_module, "to_output", "paste/output"),
+        (pipeline_module, "to_output_8bit", "paste/output"),
     ]
     saved = []
     for owner, name, stage in patches:
+        if "/" in stage and not hasattr(owner, name):
+            continue  # a part this dicsr version does not have
         original = getattr(owner, name)
         saved.append((owner, name, original, name in vars(owner)))
         setattr(owner, name, timer.wrap(stage, original))
@@ -122,11 +136,11 @@ def time_photo(photo: Path, repeats: int, threads: int) -> dict[str, Any]:
         faces = len(result.faces)
         stages = dict(timer.seconds)
         stages["total"] = total
-        stages["other"] = total - sum(v for k, v in timer.seconds.items())
+        stages["other"] = total - sum(v for k, v in timer.seconds.items() if "/" not in k)
         if index:
             runs.append(stages)
         logger.info("run %d: %s", index, {k: round(v, 3) for k, v in stages.items()})
-    keys = ["load", "detect", "crop", "sr", "paste", "other", "total"]
+    keys = ["load", "detect", "crop", "sr", "paste", *PASTE_PARTS, "other", "total"]
     summary = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in keys}
     overhead = [(r["total"] - r["sr"]) / r["sr"] for r in runs]
     width, height = result.input_size
@@ -242,7 +256,9 @@ def main() -> None:
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} · "
         f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
-    print(f"command: python {' '.join(sys.argv)}\n")
+    import dicsr
+
+    print(f"command: python {' '.join(sys.argv)} · dicsr from {Path(dicsr.__file__).parents[1]}\n")
     timing: dict[str, Any] = {}
     if not args.no_timing:
         timing = time_photo(args.photo, args.repeats, args.threads)
@@ -252,8 +268,9 @@ def main() -> None:
             f"upscale {timing['upscale']:g}, DIC fp32, median of {args.repeats} runs after 1 warm-up\n"
         )
         print("| stage | median s | % of total |\n|---|---|---|")
-        for key in ("load", "detect", "crop", "sr", "paste", "other", "total"):
-            print(f"| {key} | {med[key]:.3f} | {100 * med[key] / med['total']:.1f} |")
+        for key in ("load", "detect", "crop", "sr", "paste", *PASTE_PARTS, "other", "total"):
+            label = f"· {key.split('/')[1]}" if "/" in key else key
+            print(f"| {label} | {med[key]:.3f} | {100 * med[key] / med['total']:.1f} |")
         low, high = timing["overhead_pct_range"]
         print(
             f"\npipeline overhead (total − SR) = {timing['overhead_pct_median']:.1f}% of SR time "

@@ -29,8 +29,16 @@ from dicsr.errors import InvalidInputError
 from dicsr.face import crop as face_crop
 from dicsr.face.detect import DetectorNetwork
 from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
-from dicsr.face.paste import BgUpsampler, paste_faces, upscale_background, upscale_with
-from dicsr.image import DEFAULT_MAX_PIXELS, ChannelOrder, LoadedImage, load_image, to_output
+from dicsr.face.paste import BgUpsampler, paste_faces, upscale_background_8bit, upscale_with
+from dicsr.image import (
+    DEFAULT_MAX_PIXELS,
+    ChannelOrder,
+    LoadedImage,
+    load_image,
+    to_output,
+    to_output_8bit,
+    to_uint8,
+)
 from dicsr.results import EnhanceResult, RestoredFace
 
 __all__ = ["BackgroundUpsampler", "FaceSuperResolver"]
@@ -417,15 +425,18 @@ class FaceSuperResolver:
     def _paste(
         self, loaded: LoadedImage, prepared: list[_PreparedFace], results: list[_NetworkResult], scale: float
     ) -> Any:
-        background = upscale_with(self._bg_upsampler, loaded.rgb, scale)
         placements = [(r.image, p.crop.affine) for r, p in zip(results, prepared, strict=True)]
-        restored = paste_faces(background, placements, upscale=scale)
-        # Alpha is upscaled with the same resampler as the default background, never by the
-        # user's bg_upsampler (which may be an RGB-only network).
-        alpha = None
-        if loaded.alpha is not None:
-            alpha = upscale_background(np.repeat(loaded.alpha[..., None], 3, axis=2), scale)[..., 0]
-        return to_output(restored, loaded, alpha=alpha)
+        # The photo's alpha is not pasted into: to_output resizes it (bicubic in float), never with
+        # the user's bg_upsampler (which may be an RGB-only network).
+        if self._bg_upsampler is None and loaded.bit_depth == 8:
+            # 8-bit photos: the background is Pillow's own 8-bit bicubic resize and each face is
+            # blended into its region in float, then quantised; no full-size float array is made.
+            source = to_uint8(loaded.rgb[..., :1]) if loaded.was_grayscale else loaded.to_uint8()
+            background = upscale_background_8bit(source, scale)
+            return to_output_8bit(paste_faces(background, placements, upscale=scale, in_place=True), loaded)
+        # 16-bit and float photos (and user upsamplers) keep the float background.
+        background = upscale_with(self._bg_upsampler, loaded.rgb, scale)
+        return to_output(paste_faces(background, placements, upscale=scale, in_place=True), loaded)
 
 
 def _to_hwc_numpy(batch: torch.Tensor) -> list[np.ndarray]:

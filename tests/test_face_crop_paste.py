@@ -28,9 +28,10 @@ from dicsr.face.paste import (
     FEATHER_OUTER,
     paste_faces,
     upscale_background,
+    upscale_background_8bit,
     upscale_with,
 )
-from dicsr.image import load_image
+from dicsr.image import load_image, to_luma, to_uint8
 
 GROUP = ("dlib", "examples", "faces", "2008_002470.jpg")
 
@@ -290,3 +291,103 @@ def test_background_upsampler_output_is_validated():
         upscale_with(lambda rgb, s: np.full((60, 80, 3), np.nan, np.float32), photo, 2)
     with pytest.raises(InvalidInputError):
         upscale_background(photo, 0)
+
+
+# --- 8-bit photos: Pillow's own background, faces blended region by region ----------------------
+
+
+@pytest.fixture(scope="module")
+def group_scene(group_crops):
+    """The group photo and "restored" faces: its six crops with noise, two faces overlapping each
+    other, and one rotated face (the general, non-separable warp)."""
+    rgb, crops = group_crops
+    rng = np.random.default_rng(9)
+    noisy = [np.clip(c.hr + 0.3 * (rng.random(c.hr.shape, dtype=np.float32) - 0.5), 0, 1) for c in crops]
+    # Two points of the photo onto two points of the face frame: a similarity turned by ~27°.
+    rotated = similarity_transform(
+        np.array([[290.0, 240.0], [340.0, 265.0]]), np.array([[20.0, 40.0], [107.0, 40.0]])
+    )
+    faces = [(face, c.affine) for face, c in zip(noisy, crops, strict=True)]
+    faces += [
+        (noisy[0], box_affine((100.0, 100.0, 160.0, 160.0), 128)),
+        (noisy[1], box_affine((130.0, 110.0, 190.0, 170.0), 128)),
+        (noisy[2], rotated),
+    ]
+    return rgb, faces
+
+
+def _opacity(shape: tuple[int, ...], faces, upscale: float) -> np.ndarray:
+    """The combined opacity 1 − Π(1 − mᵢ) at every output pixel: white faces pasted on black."""
+    white = [(np.ones_like(face), affine) for face, affine in faces]
+    return paste_faces(np.zeros((*shape[:2], 3), np.float32), white, upscale=upscale)[..., 0]
+
+
+@pytest.mark.parametrize("scale", [8.0, 2.5])
+def test_8bit_background_is_pillows_own_bicubic_resize(scale):
+    image = Image.open(shared_path("faces", *GROUP)).convert("RGB")
+    size = (round(image.width * scale), round(image.height * scale))
+    expected = np.asarray(image.resize(size, Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(upscale_background_8bit(np.asarray(image), scale), expected)
+
+
+@pytest.mark.parametrize("scale", [4.0, 2.5])
+def test_faces_blend_into_an_8bit_background_as_into_its_float_version(group_scene, scale):
+    rgb, faces = group_scene
+    background = upscale_background_8bit(to_uint8(rgb), scale)
+    before = background.copy()
+    out = paste_faces(background, faces, upscale=scale)
+    np.testing.assert_array_equal(background, before)  # not modified without in_place
+    assert out.dtype == np.uint8
+    # Identical to blending into the same background in float and quantising at the end.
+    as_float = paste_faces(background / np.float32(255.0), faces, upscale=scale)
+    np.testing.assert_array_equal(out, to_uint8(as_float))
+    opacity = _opacity(out.shape, faces, scale)
+    assert (opacity == 1).mean() > 0.03 and ((opacity > 0) & (opacity < 1)).mean() > 0.03
+    # Outside every mask: Pillow's resize, bit for bit.
+    np.testing.assert_array_equal(out[opacity == 0], before[opacity == 0])
+    assert np.any(out[opacity > 0] != before[opacity > 0])
+    # Against the float path (float background): the faces are the same where they are opaque; in
+    # the feather only the background differs, by what Pillow's 8-bit resize changes, times 1 − o.
+    float_path = to_uint8(paste_faces(upscale_background(rgb, scale), faces, upscale=scale)).astype(int)
+    np.testing.assert_array_equal(out[opacity == 1], float_path[opacity == 1])
+    background_change = np.abs(before.astype(int) - to_uint8(upscale_background(rgb, scale)).astype(int))
+    bound = np.ceil((1.0 - opacity)[..., None] * background_change) + 1
+    assert np.all(np.abs(out.astype(int) - float_path) <= bound)
+    # in_place blends into the background itself.
+    assert paste_faces(background, faces, upscale=scale, in_place=True) is background
+    np.testing.assert_array_equal(background, out)
+
+
+def test_gray_8bit_background_blends_in_rgb_then_takes_the_luma(group_scene):
+    rgb, faces = group_scene
+    gray = to_uint8(to_luma(rgb))[..., None]
+    background = upscale_background_8bit(gray, 2.5)
+    assert background.shape == (830, 1250, 1)
+    out = paste_faces(background, faces, upscale=2.5)
+    assert out.shape == background.shape and out.dtype == np.uint8
+    # The reference: the grey replicated to RGB, blended in float, then to_output's luma.
+    replicated = np.repeat(background, 3, axis=2) / np.float32(255.0)
+    reference = to_uint8(to_luma(paste_faces(replicated, faces, upscale=2.5)))
+    difference = np.abs(out[..., 0].astype(int) - reference.astype(int))
+    assert difference.max() <= 1 and (difference == 0).mean() > 0.999  # float rounding of the luma
+    assert np.any(out != background)
+
+
+def test_float32_in_place_paste_equals_the_copying_paste(group_scene):
+    rgb, faces = group_scene
+    background = upscale_background(rgb, 2.0)
+    copied = paste_faces(background, faces, upscale=2.0)
+    assert paste_faces(background, faces, upscale=2.0, in_place=True) is background
+    np.testing.assert_array_equal(background, copied)
+
+
+def test_bad_backgrounds_are_refused():
+    face = [(np.zeros((16, 16, 3), np.float32), box_affine((2.0, 2.0, 10.0, 10.0), 16))]
+    with pytest.raises(InvalidInputError, match="in_place"):
+        paste_faces(np.zeros((20, 20, 3), np.float64), face, upscale=1.0, in_place=True)
+    with pytest.raises(InvalidInputError, match="H×W×3"):
+        paste_faces(np.zeros((20, 20, 2), np.float32), face, upscale=1.0)
+    with pytest.raises(InvalidInputError, match="H×W×3"):
+        paste_faces(np.zeros((20, 20, 3), np.int32), face, upscale=1.0)
+    with pytest.raises(InvalidInputError, match="uint8"):
+        upscale_background_8bit(np.zeros((20, 20, 3), np.float32), 2.0)

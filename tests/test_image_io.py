@@ -12,8 +12,16 @@ import torch
 from conftest import shared_path
 from PIL import Image
 
-from dicsr.errors import ImageTooLargeError, InvalidImageError
-from dicsr.image import load_image, resize_float, save_image, to_output
+from dicsr.errors import ImageTooLargeError, InvalidImageError, InvalidInputError
+from dicsr.image import (
+    load_image,
+    resize_8bit,
+    resize_float,
+    save_image,
+    to_output,
+    to_output_8bit,
+    to_uint8,
+)
 
 
 def photo(*parts: str) -> Path:
@@ -273,3 +281,82 @@ def test_encoded_bytes_and_file_objects_load_like_files(tmp_path) -> None:
         load_image(source.read_bytes()[:60])
     with pytest.raises(InvalidImageError, match="binary mode"):
         load_image(io.StringIO("not bytes"))
+
+
+# --- 8-bit resize, 8-bit output and quantisation --------------------------------------------------
+
+GROUP = ("dlib", "examples", "faces", "2008_002470.jpg")
+
+
+@pytest.mark.parametrize("size", [(4000, 2656), (1250, 830), (333, 221)])  # 8× (threaded), 2.5×, shrink
+def test_resize_8bit_is_exactly_pillows_own_bicubic_resize(size):
+    image = Image.open(photo(*GROUP)).convert("RGB")
+    expected = np.asarray(image.resize(size, Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(resize_8bit(np.asarray(image), size), expected)
+    gray = image.convert("L")
+    np.testing.assert_array_equal(
+        resize_8bit(np.asarray(gray), size), np.asarray(gray.resize(size, Image.Resampling.BICUBIC))
+    )
+
+
+def _sources_8bit() -> list[object]:
+    rgb = np.random.default_rng(6).integers(0, 256, size=(9, 11, 3), dtype=np.uint8)
+    alpha = np.random.default_rng(7).integers(0, 256, size=(9, 11, 1), dtype=np.uint8)
+    return [
+        Image.fromarray(rgb),
+        Image.fromarray(rgb).convert("L"),
+        Image.fromarray(rgb).convert("LA"),
+        Image.fromarray(np.concatenate([rgb, alpha], axis=2)),
+        rgb[..., 0],
+        np.concatenate([rgb, alpha], axis=2),  # read as BGRA below
+        torch.from_numpy(rgb).permute(2, 0, 1).contiguous(),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_8bit_samples_come_back_like_the_float_output(index):
+    source = _sources_8bit()[index]
+    loaded = load_image(source, channel_order="bgr" if index == 5 else "rgb")
+    samples = to_uint8(loaded.rgb[..., :1]) if loaded.was_grayscale else loaded.to_uint8()
+    fast, reference = to_output_8bit(samples, loaded), to_output(loaded.rgb, loaded)
+    assert type(fast) is type(reference)
+    if isinstance(reference, Image.Image):
+        assert fast.mode == reference.mode
+    np.testing.assert_array_equal(np.asarray(fast), np.asarray(reference))
+    # At another size the alpha plane is resized exactly as to_output resizes it (bicubic in float).
+    bigger = to_output_8bit(resize_8bit(samples, (22, 18)), loaded)
+    float_bigger = to_output(np.clip(resize_float(loaded.rgb, (22, 18)), 0, 1), loaded)
+    if loaded.alpha is not None:
+        np.testing.assert_array_equal(np.asarray(bigger)[..., -1], np.asarray(float_bigger)[..., -1])
+
+
+def test_8bit_output_is_refused_for_other_depths_and_wrong_samples():
+    rgb16 = load_image(np.zeros((4, 5, 3), dtype=np.uint16))
+    with pytest.raises(InvalidInputError, match="8-bit source"):
+        to_output_8bit(np.zeros((4, 5, 3), dtype=np.uint8), rgb16)
+    gray = load_image(np.zeros((4, 5), dtype=np.uint8))
+    with pytest.raises(InvalidInputError, match="H×W×1"):
+        to_output_8bit(np.zeros((4, 5, 3), dtype=np.uint8), gray)
+    with pytest.raises(InvalidInputError, match="uint8"):
+        to_output_8bit(np.zeros((4, 5, 1), dtype=np.float32), gray)
+    with pytest.raises(InvalidInputError):
+        resize_8bit(np.zeros((4, 5, 3), dtype=np.float32), (8, 10))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_quantisation_clips_and_rounds_half_to_even_across_blocks(dtype):
+    # Several quantisation blocks (300 rows), samples on, just off and exactly at rounding ties,
+    # and out of range; the float result is not modified.
+    top = np.float32(np.iinfo(dtype).max)
+    rng = np.random.default_rng(8)
+    levels = rng.integers(-3, int(top) + 4, size=(300, 257, 3)).astype(np.float32)
+    offsets = rng.choice(np.array([0.0, 0.5, 0.49, 0.51, -0.5], dtype=np.float32), size=levels.shape)
+    values = (levels + offsets) / top
+    before = values.copy()
+    out = to_output(values, load_image(np.zeros((2, 2, 3), dtype=dtype)))
+    expected = np.rint(np.clip(values, 0.0, 1.0) * top).astype(dtype)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(values, before)
+    floats = to_output(values, load_image(np.zeros((2, 2, 3), dtype=np.float32)))
+    np.testing.assert_array_equal(floats, np.clip(values, 0.0, 1.0))

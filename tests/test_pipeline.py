@@ -98,9 +98,10 @@ def test_dic_landmarks_are_consistent_across_frames(dic_result: EnhanceResult) -
 
 
 def test_dic_pixels_away_from_faces_are_the_upscaled_background(dic_result, small_two_people) -> None:
-    background = upscale_background(load_image(small_two_people).rgb, 8.0)
+    # 8-bit photo: the background is Pillow's own 8-bit bicubic resize (docs/performance.md)
+    background = small_two_people.resize(dic_result.image.size, Image.Resampling.BICUBIC)
     restored = np.asarray(dic_result.image).astype(np.int16)
-    expected = np.rint(background * 255).astype(np.int16)
+    expected = np.asarray(background).astype(np.int16)
     away = np.ones(restored.shape[:2], dtype=bool)
     for face in dic_result.faces:
         x0, y0, x1, y1 = ((np.array(face.box) + 0.5) * 8 - 0.5).tolist()
@@ -274,3 +275,105 @@ def test_refine_crop_recrops_from_dics_own_landmarks(dic_model_dir: Path, detect
             assert second.box == first.box
     # golden (random) weights put the landmarks far from the calibrated box: the refinement runs
     assert moved >= 1
+
+
+# --- paste-back of 8-bit photos: Pillow's own background, faces blended region by region -----------
+
+
+def _opacity_map(result: EnhanceResult, shape: tuple[int, ...], hr_size: int) -> np.ndarray:
+    """Combined opacity 1 − Π(1 − mᵢ) of the result's faces at every output pixel (white faces
+    pasted on black with the documented geometry)."""
+    from dicsr.face.paste import paste_faces
+
+    white = [(np.ones((hr_size, hr_size, 3), np.float32), face.affine) for face in result.faces]
+    black = np.zeros((*shape[:2], 3), np.float32)
+    return paste_faces(black, white, upscale=result.upscale)[..., 0]
+
+
+def test_8bit_photo_background_is_pillows_own_resize(dic_result: EnhanceResult, small_two_people) -> None:
+    restored = np.asarray(dic_result.image)
+    expected = np.asarray(small_two_people.resize(dic_result.image.size, Image.Resampling.BICUBIC))
+    opacity = _opacity_map(dic_result, restored.shape, 128)
+    assert (opacity == 0).mean() > 0.5 and (opacity == 1).mean() > 0.01
+    np.testing.assert_array_equal(restored[opacity == 0], expected[opacity == 0])
+    # and the faces did change the picture
+    assert np.abs(restored[opacity == 1].astype(int) - expected[opacity == 1]).mean() > 1.0
+
+
+def _pillow_background(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """Pillow's 8-bit resize of the photo, as floats: a ``bg_upsampler`` for the float path."""
+    from dicsr.face.paste import upscale_background_8bit
+    from dicsr.image import to_uint8
+
+    return upscale_background_8bit(to_uint8(rgb), scale) / np.float32(255.0)
+
+
+@pytest.fixture(scope="module")
+def sparnet_float_path(sparnet_model_dir: Path, detector_weights: Path) -> FaceSuperResolver:
+    """The float paste path fed Pillow's 8-bit background through a user ``bg_upsampler``."""
+    return FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=2,
+                             bg_upsampler=_pillow_background)
+
+
+@pytest.mark.parametrize("kind", ["rgb", "gray", "bgra"])
+def test_8bit_paste_equals_the_float_path_on_the_same_background(
+    sparnet_sr: FaceSuperResolver, sparnet_float_path: FaceSuperResolver, small_two_people, kind: str
+) -> None:
+    # The 8-bit path blends each face region in float and quantises it: the same pixels as the
+    # float path given the same background (gray: the luma of a float RGB blend, to 1 level).
+    order = "bgr" if kind == "bgra" else "rgb"
+    if kind == "rgb":
+        image = small_two_people
+    elif kind == "gray":
+        image = small_two_people.convert("L")
+    else:
+        rgba = np.asarray(small_two_people.convert("RGBA")).copy()
+        rgba[..., 3] = np.linspace(0, 255, rgba.shape[1]).astype(np.uint8)[None, :]
+        image = np.ascontiguousarray(rgba[..., [2, 1, 0, 3]])
+    fast = sparnet_sr.enhance(image, channel_order=order)
+    reference = sparnet_float_path.enhance(image, channel_order=order)
+    assert fast.num_faces == reference.num_faces == 2
+    assert type(fast.image) is type(reference.image)
+    if kind == "gray":
+        assert fast.image.mode == reference.image.mode == "L"
+    a, b = np.asarray(fast.image).astype(int), np.asarray(reference.image).astype(int)
+    assert a.shape == b.shape
+    difference = np.abs(a - b)
+    assert difference.max() <= 1 and (difference == 0).mean() > 0.999
+    if kind == "bgra":  # alpha: resized bicubic in float on both paths, never by the upsampler
+        np.testing.assert_array_equal(a[..., 3], b[..., 3])
+    # and the faces were pasted (the comparison is not between two unchanged backgrounds)
+    opacity = _opacity_map(fast, a.shape, sparnet_sr.config.hr_size)
+    background = _pillow_background(load_image(image, channel_order=order).rgb, 2.0)
+    if kind != "gray":
+        colour = a[..., 2::-1] if kind == "bgra" else a
+        assert np.abs(colour[opacity == 1] - np.rint(background[opacity == 1] * 255)).mean() > 1.0
+
+
+@pytest.mark.parametrize("upscale", [1.0, 1.5])
+def test_8bit_background_at_other_scales(
+    sparnet_sr: FaceSuperResolver, small_two_people, upscale: float
+) -> None:
+    result = sparnet_sr.enhance(np.asarray(small_two_people), upscale=upscale)
+    out = result.image
+    size = (round(small_two_people.width * upscale), round(small_two_people.height * upscale))
+    assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+    expected = np.asarray(small_two_people.resize(size, Image.Resampling.BICUBIC))
+    if upscale == 1.0:
+        np.testing.assert_array_equal(expected, np.asarray(small_two_people))  # Pillow: a plain copy
+    outside = _opacity_map(result, out.shape, sparnet_sr.config.hr_size) == 0
+    assert outside.mean() > 0.5
+    np.testing.assert_array_equal(out[outside], expected[outside])
+
+
+def test_16bit_photo_keeps_the_float_background(sparnet_sr: FaceSuperResolver, small_two_people) -> None:
+    rgb8 = np.asarray(small_two_people).astype(np.uint16)
+    rgb16 = rgb8 * 256 + np.random.default_rng(10).integers(0, 256, size=rgb8.shape, dtype=np.uint16)
+    result = sparnet_sr.enhance(rgb16)
+    out = result.image
+    assert out.dtype == np.uint16 and result.num_faces == 2
+    expected = np.rint(upscale_background(load_image(rgb16).rgb, 2.0) * 65535).astype(np.uint16)
+    outside = _opacity_map(result, out.shape, sparnet_sr.config.hr_size) == 0
+    assert outside.mean() > 0.5
+    np.testing.assert_array_equal(out[outside], expected[outside])
+    assert np.count_nonzero(out % 257) > out.size // 2  # 16-bit values, not 8-bit ones scaled up

@@ -29,7 +29,13 @@ from PIL import Image, ImageOps
 
 from dicsr.face.crop import apply_affine, box_affine, crop_face, dic_box_from_landmarks68, square_box
 from dicsr.face.detect import DetectedFace, FaceDetector
-from dicsr.face.paste import face_mask, paste_faces, upscale_background, upscaled_size
+from dicsr.face.paste import (
+    face_mask,
+    paste_faces,
+    upscale_background,
+    upscale_background_8bit,
+    upscaled_size,
+)
 from dicsr.image import load_image, to_output, to_uint8
 
 # Modest example counts: the whole file runs in well under a minute on two shared cores.
@@ -461,7 +467,7 @@ def test_pipeline_keeps_size_alpha_and_pixels_away_from_faces(resolver, rgba_por
     if upscale == 1.0:
         np.testing.assert_array_equal(out[..., 3], window[..., 3])  # alpha untouched at 1x
 
-    background = to_uint8(upscale_background(loaded.rgb, upscale))
+    background = upscale_background_8bit(loaded.to_uint8(), upscale)  # 8-bit photo: Pillow's resize
     faces = [(np.zeros((resolver.config.hr_size,) * 2 + (3,), np.float32), f.affine) for f in result.faces]
     outside = np.ones(expected_shape, dtype=bool)
     if faces:
