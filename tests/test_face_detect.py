@@ -19,7 +19,7 @@ from dicsr.errors import (
     ModelNotFoundError,
     UnsupportedDtypeError,
 )
-from dicsr.face.detect import DetectedFace, FaceDetector
+from dicsr.face.detect import DetectedFace, FaceDetector, anchor_priors
 from dicsr.image import load_image
 
 WEIGHTS_SHA256 = "2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220"
@@ -193,3 +193,30 @@ def test_module_prefixed_state_dict_loads(tmp_path, weights, detector):
     assert [f.box for f in FaceDetector(tmp_path / "dp.pth").detect(image)] == [
         f.box for f in detector.detect(image)
     ]
+
+
+@pytest.mark.parametrize("size", [(332, 500), (664, 1000), (33, 47), (32, 32), (1, 300)])
+def test_anchor_priors_equal_facexlibs(size):
+    from facexlib.detection.retinaface import generate_config
+    from facexlib.detection.retinaface_utils import PriorBox
+
+    for network in ("mobile0.25", "resnet50"):
+        cfg = generate_config(network)
+        assert torch.equal(anchor_priors(cfg, *size), PriorBox(cfg, image_size=size).forward())
+
+
+def test_detections_equal_stock_facexlib_and_reuse_priors(weights):
+    from facexlib.detection.retinaface import RetinaFace
+
+    detector = FaceDetector(weights, tiny_face_pass=False)
+    stock = RetinaFace(network_name="mobile0.25", half=False, phase="test", device=torch.device("cpu"))
+    stock.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
+    image = photo_u8("face_recognition", "examples", "two_people.jpg")
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    with torch.inference_mode():
+        expected = stock.eval().detect_faces(bgr, conf_threshold=0.5, nms_threshold=0.4)
+        ours = detector._net.detect_faces(bgr, conf_threshold=0.5, nms_threshold=0.4)
+    assert len(expected) > 0 and np.array_equal(ours, expected)
+    # The priors of this size are now cached and served again, not rebuilt.
+    cached = detector._net.priors_for(*image.shape[:2])
+    assert detector._net.priors_for(*image.shape[:2]) is cached
