@@ -139,9 +139,15 @@ class _ConvPReLU(nn.Sequential):
         """
         slope = self[1].weight
         wants_gradient = torch.is_grad_enabled() and slope.requires_grad
-        if y.device.type == "cpu" and slope.numel() == 1 and not wants_gradient:
+        # Under torch.compile the slope read would break the graph; the compiler fuses the PReLU.
+        if y.device.type == "cpu" and slope.numel() == 1 and not wants_gradient and not _compiling():
             return F.leaky_relu_(y, slope.item())
         return self[1](y)
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling is not None and is_compiling())
 
 
 def _pointwise_conv_prelu(block: _ConvPReLU, x: Tensor) -> Tensor:
@@ -333,7 +339,7 @@ class FeedbackBlock(nn.Module):
         return torch.cat([self._project(image, scratch) for image in first.split(1)], dim=0)
 
     def new_scratch(self, features: Tensor) -> Tensor:
-        """Uninitialised 1 x G·C x 8h x 8w channels-last stack for the projections of ``features``.
+        """Zero-filled 1 x G·C x 8h x 8w channels-last stack for the projections of ``features``.
 
         Channels-last because every 256x256 operation is fastest there (oneDNN's transposed
         convolution writes NHWC without reordering, and a channel prefix of the stack is a strided
@@ -342,12 +348,16 @@ class FeedbackBlock(nn.Module):
         _, _, h, w = features.shape
         kernel, stride, padding = self.projection
         high_side = ((h - 1) * stride - 2 * padding + kernel, (w - 1) * stride - 2 * padding + kernel)
-        return torch.empty(
+        # Zeros, not uninitialised memory: BLAS kernels may read a prefix's rows a little past its
+        # last column (multiplying by zero padding), so stale NaN bit patterns there would poison
+        # the products. Seen with bfloat16; afterwards the stack only ever holds activations.
+        stack = torch.empty(
             (1, self.num_features * self.num_groups, *high_side),
             dtype=features.dtype,
             device=features.device,
             memory_format=torch.channels_last,
         )
+        return stack.zero_()
 
     def _project(self, first: Tensor, high: Tensor) -> Tensor:
         """Up/down projection groups for one image (1 x C x h x w L0); ``high`` is scratch space."""
