@@ -349,13 +349,13 @@ def _retinaface_class() -> type:
             if key not in cache:
                 if len(cache) >= _PRIOR_CACHE_SIZES:
                     del cache[next(iter(cache))]  # the oldest size
-                cache[key] = anchor_priors(self.cfg, *key).to(self.device)
+                cache[key] = _anchor_priors(self.cfg, *key).to(self.device)
             return cache[key]
 
     return RetinaFaceWithPriorCache
 
 
-def anchor_priors(cfg: Mapping[str, Any], height: int, width: int) -> torch.Tensor:
+def _anchor_priors(cfg: Mapping[str, Any], height: int, width: int) -> torch.Tensor:
     """RetinaFace's anchor priors ``(N, 4)`` = (cx, cy, w, h) relative to a ``height × width`` input.
 
     Equal, bit for bit, to facexlib's ``PriorBox(cfg, (height, width)).forward()``: the same float64
