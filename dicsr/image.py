@@ -645,7 +645,6 @@ def resize_float(
     return out[..., 0] if image.ndim == 2 else out
 
 
-
 def resize_8bit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an ``H×W`` or ``H×W×C`` uint8 image exactly as Pillow's 8-bit bicubic resize does.
 
