@@ -625,24 +625,7 @@ def resize_float(
             (pixel ``i`` spans ``[i, i+1)``); may extend past the image (edge pixels are reused).
         resample: Pillow filter.
     """
-    width, height = size
-    if width <= 0 or height <= 0:
-        raise InvalidInputError(f"resize target must be positive, got {size}")
-    planes = image[..., None] if image.ndim == 2 else image
-    out = np.empty((height, width, planes.shape[2]), dtype=np.float32)
-
-    def resize_channel(channel: int) -> None:
-        plane = Image.fromarray(np.ascontiguousarray(planes[..., channel], dtype=np.float32))
-        out[..., channel] = np.asarray(plane.resize((width, height), resample, box=box))
-
-    if planes.shape[2] > 1 and width * height >= _PARALLEL_RESIZE_PIXELS:
-        # Pillow releases the GIL while resampling: big planes (an 8x background) resize in parallel.
-        with ThreadPoolExecutor(max_workers=min(planes.shape[2], os.cpu_count() or 1)) as pool:
-            list(pool.map(resize_channel, range(planes.shape[2])))
-    else:
-        for channel in range(planes.shape[2]):
-            resize_channel(channel)
-    return out[..., 0] if image.ndim == 2 else out
+    return _resize_per_channel(image, size, np.float32, resample, box)
 
 
 def resize_8bit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -663,23 +646,35 @@ def resize_8bit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     Returns:
         A new, writable uint8 array of the output size with the channels of ``image``.
     """
-    width, height = size
-    if width <= 0 or height <= 0:
-        raise InvalidInputError(f"resize target must be positive, got {size}")
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise InvalidInputError(
             f"resize_8bit takes an H×W or H×W×C uint8 array, got "
             f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}"
         )
+    return _resize_per_channel(image, size, np.uint8, Image.Resampling.BICUBIC, None)
+
+
+def _resize_per_channel(
+    image: np.ndarray,
+    size: tuple[int, int],
+    dtype: type[np.generic],
+    resample: Image.Resampling,
+    box: tuple[float, float, float, float] | None,
+) -> np.ndarray:
+    """Pillow-resize each channel of an ``H×W`` or ``H×W×C`` image to ``size`` = (width, height)
+    as its own ``dtype`` plane (float32: mode ``F``; uint8: mode ``L``)."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise InvalidInputError(f"resize target must be positive, got {size}")
     planes = image[..., None] if image.ndim == 2 else image
-    out = np.empty((height, width, planes.shape[2]), dtype=np.uint8)
+    out = np.empty((height, width, planes.shape[2]), dtype=dtype)
 
     def resize_channel(channel: int) -> None:
-        plane = Image.fromarray(np.ascontiguousarray(planes[..., channel]))
-        out[..., channel] = np.asarray(plane.resize((width, height), Image.Resampling.BICUBIC))
+        plane = Image.fromarray(np.ascontiguousarray(planes[..., channel], dtype=dtype))
+        out[..., channel] = np.asarray(plane.resize((width, height), resample, box=box))
 
     if planes.shape[2] > 1 and width * height >= _PARALLEL_RESIZE_PIXELS:
-        # Pillow releases the GIL while resampling (as in resize_float).
+        # Pillow releases the GIL while resampling: big planes (an 8x background) resize in parallel.
         with ThreadPoolExecutor(max_workers=min(planes.shape[2], os.cpu_count() or 1)) as pool:
             list(pool.map(resize_channel, range(planes.shape[2])))
     else:
