@@ -360,3 +360,11 @@ def test_quantisation_clips_and_rounds_half_to_even_across_blocks(dtype):
     np.testing.assert_array_equal(values, before)
     floats = to_output(values, load_image(np.zeros((2, 2, 3), dtype=np.float32)))
     np.testing.assert_array_equal(floats, np.clip(values, 0.0, 1.0))
+
+
+@pytest.mark.parametrize("size", [(0, 10), (8, 0), (-3, 4)])
+def test_resizes_refuse_a_non_positive_size(size):
+    with pytest.raises(InvalidInputError, match="must be positive"):
+        resize_float(np.zeros((4, 5, 3), dtype=np.float32), size)
+    with pytest.raises(InvalidInputError, match="must be positive"):
+        resize_8bit(np.zeros((4, 5, 3), dtype=np.uint8), size)
