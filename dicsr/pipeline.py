@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from dicsr._devices import resolve_device, resolve_dtype
 from dicsr.adapters import NetworkAdapter
 from dicsr.config import ModelConfig
-from dicsr.devices import resolve_device, resolve_dtype
 from dicsr.errors import InvalidInputError
 from dicsr.face import crop as face_crop
 from dicsr.face.detect import DetectorNetwork

@@ -37,7 +37,7 @@ PUBLIC_MODULES = (
     "dicsr.errors",
     "dicsr.config",
     "dicsr.image",
-    "dicsr.devices",
+    "dicsr._devices",
     "dicsr.visualize",
     "dicsr.cli",
     "dicsr.adapters",

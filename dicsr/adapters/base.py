@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dicsr._devices import resolve_device, resolve_dtype
 from dicsr.config import ModelConfig
-from dicsr.devices import resolve_device, resolve_dtype
 from dicsr.errors import InvalidInputError, UnsupportedDtypeError
 
 __all__ = ["NetworkAdapter", "NetworkOutput"]

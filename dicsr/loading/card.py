@@ -137,7 +137,7 @@ def write_zoo_cards(folder: str | Path) -> list[Path]:
     These are the files published beside each ``model.safetensors`` (the repository's
     ``weights/`` folder); a test checks the committed copies are up to date.
     """
-    from dicsr.loading._files import atomic_write_text
+    from dicsr._files import atomic_write_text
     from dicsr.loading.registry import list_models
 
     written = []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dicsr._files import sha256_of_file
 from dicsr._version import __version__
 from dicsr.adapters import NetworkAdapter, build_adapter
 from dicsr.config import ModelConfig
@@ -23,7 +24,6 @@ from dicsr.errors import (
     InvalidInputError,
     UnknownArchitectureError,
 )
-from dicsr.loading._files import sha256_of_file
 from dicsr.loading.card import ConversionRecord, render_model_card
 from dicsr.loading.checkpoint import (
     DetectedArchitecture,

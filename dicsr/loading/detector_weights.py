@@ -23,9 +23,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from dicsr._files import sha256_of_file, temporary_sibling
 from dicsr._version import __version__
 from dicsr.errors import IntegrityError, InvalidInputError, ModelNotFoundError, WeightsUnavailableError
-from dicsr.loading._files import sha256_of_file, temporary_sibling
 from dicsr.loading.download import offline_requested
 
 __all__ = ["DETECTOR_WEIGHTS", "DetectorWeights", "detector_cache_dir", "resolve_detector_weights"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dicsr._files import sha256_of_file
 from dicsr._version import __version__
 from dicsr.errors import (
     DicsrError,
@@ -32,7 +33,6 @@ from dicsr.errors import (
     ModelNotFoundError,
     WeightsUnavailableError,
 )
-from dicsr.loading._files import sha256_of_file
 from dicsr.loading.model_folder import CONFIG_FILENAME
 from dicsr.loading.registry import ModelEntry, get_model_entry
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dicsr._files import atomic_write_text, temporary_sibling
 from dicsr.adapters import NetworkAdapter, build_adapter
 from dicsr.config import ModelConfig
 from dicsr.errors import CheckpointError, CorruptCheckpointError, InvalidInputError, ModelNotFoundError
-from dicsr.loading._files import atomic_write_text, temporary_sibling
 from dicsr.loading.card import render_model_card
 from dicsr.loading.checkpoint import load_state_dict_strictly
 
