@@ -30,7 +30,7 @@ import numpy as np
 from dicsr.config import CropConvention
 from dicsr.errors import InvalidInputError
 from dicsr.face.detect import DetectedFace
-from dicsr.image import resize_float
+from dicsr.image._resample import resize_float
 
 __all__ = [
     "DETECTION_CENTER_DOWN",

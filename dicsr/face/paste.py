@@ -23,7 +23,6 @@ scaled by ``upscale`` about pixel edges: ``x_out = (x_src + 0.5) · upscale − 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,7 +30,7 @@ import numpy as np
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.crop import apply_affine, invert_affine, warp_affine
-from dicsr.image import resize_8bit, resize_float, to_luma
+from dicsr.image._resample import check_scale, resize_8bit, resize_float, to_luma, upscaled_size
 
 __all__ = [
     "FEATHER_INNER",
@@ -62,15 +61,10 @@ _SUPERELLIPSE_POWER = 4.0
 _MAX_WARP_SHRINK = 0.75
 
 
-def upscaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """``(height, width)`` of a photo upscaled by ``scale`` (rounded to the nearest pixel, ≥ 1)."""
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def upscale_background(rgb: np.ndarray, scale: float) -> np.ndarray:
     """Upscale the whole photo with Pillow bicubic, per channel in float (no quantisation)."""
     _check_rgb(rgb, "background photo")
-    _check_scale(scale)
+    check_scale(scale)
     height, width = upscaled_size(rgb.shape[0], rgb.shape[1], scale)
     return np.clip(resize_float(rgb, (width, height)), 0.0, 1.0)
 
@@ -93,7 +87,7 @@ def upscale_background_8bit(samples: np.ndarray, scale: float) -> np.ndarray:
     _check_planes(samples, "background photo")
     if samples.dtype != np.uint8:
         raise InvalidInputError(f"upscale_background_8bit takes uint8 samples, got {samples.dtype}")
-    _check_scale(scale)
+    check_scale(scale)
     height, width = upscaled_size(samples.shape[0], samples.shape[1], scale)
     return resize_8bit(samples, (width, height))
 
@@ -107,7 +101,7 @@ def upscale_with(bg_upsampler: BgUpsampler | None, rgb: np.ndarray, scale: float
     """
     if bg_upsampler is None:
         return upscale_background(rgb, scale)
-    _check_scale(scale)
+    check_scale(scale)
     result = bg_upsampler(rgb, scale)
     expected = (*upscaled_size(rgb.shape[0], rgb.shape[1], scale), 3)
     if not isinstance(result, np.ndarray) or result.shape != expected:
@@ -190,7 +184,7 @@ def paste_faces(
         background's. Without ``in_place``, ``background`` is not modified.
     """
     _check_planes(background, "background")
-    _check_scale(upscale)
+    check_scale(upscale)
     if in_place:
         if background.dtype not in (np.float32, np.uint8):
             raise InvalidInputError(
@@ -359,11 +353,3 @@ def _check_planes(planes: np.ndarray, what: str) -> None:
             f"{getattr(planes, 'dtype', type(planes).__name__)} {getattr(planes, 'shape', '')}"
         )
 
-
-def _check_scale(scale: float) -> None:
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, numbers.Real)
-        or not (math.isfinite(scale) and scale > 0)
-    ):
-        raise InvalidInputError(f"upscale factor must be a positive finite number, got {scale!r}")
