@@ -87,6 +87,7 @@ class StageTimer:
 @contextlib.contextmanager
 def instrumented(resolver: Any, timer: StageTimer) -> Iterator[None]:
     """Temporarily wrap the pipeline's stages with timers (instance and module attributes)."""
+    import dicsr.image._background as background_module
     import dicsr.pipeline as pipeline_module
     from dicsr.face import crop as crop_module
 
@@ -98,12 +99,12 @@ def instrumented(resolver: Any, timer: StageTimer) -> Iterator[None]:
         (resolver.adapter, "forward", "sr"),
         (resolver, "_paste", "paste"),
         # Parts of the paste stage (names with "/" are nested: not added again to the total).
-        (pipeline_module, "upscale_with", "paste/background"),
-        (pipeline_module, "upscale_background_8bit", "paste/background"),
+        (background_module, "upscale_with", "paste/background"),
+        (background_module, "upscale_background", "paste/background"),
+        (background_module, "upscale_background_8bit", "paste/background"),
         (pipeline_module, "paste_faces", "paste/faces"),
-        # to_output also converts the six 128×128 faces in result assembly (well under 1 ms).
-        (pipeline_module, "to_output", "paste/output"),
-        (pipeline_module, "to_output_8bit", "paste/output"),
+        (background_module, "to_output", "paste/output"),
+        (background_module, "to_output_8bit", "paste/output"),
     ]
     saved = []
     for owner, name, stage in patches:

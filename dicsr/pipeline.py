@@ -2,7 +2,8 @@
 
 The pipeline only composes parts that live elsewhere:
 
-* :mod:`dicsr.image` reads any input into float RGB (+ alpha) and rebuilds outputs;
+* :mod:`dicsr.image` reads any input into float RGB (+ alpha), upscales the background and
+  rebuilds outputs;
 * :mod:`dicsr.face.detect` finds faces (facexlib RetinaFace);
 * :mod:`dicsr.face.crop` cuts each face out the way its model was trained;
 * :mod:`dicsr.adapters` runs the network (normalisation lives there);
@@ -29,25 +30,22 @@ from dicsr.errors import InvalidInputError
 from dicsr.face import crop as face_crop
 from dicsr.face.detect import DetectorNetwork
 from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
-from dicsr.face.paste import BgUpsampler, paste_faces, upscale_background_8bit, upscale_with
+from dicsr.face.paste import paste_faces
 from dicsr.image import (
     DEFAULT_MAX_PIXELS,
+    Background,
+    BackgroundUpsampler,
     ChannelOrder,
+    ImageOutput,
     LoadedImage,
     load_image,
     to_output,
-    to_output_8bit,
-    to_uint8,
 )
 from dicsr.results import EnhanceResult, RestoredFace
 
 __all__ = ["BackgroundUpsampler", "FaceSuperResolver"]
 
 logger = logging.getLogger(__name__)
-
-#: ``bg_upsampler(rgb, scale) -> rgb``: float32 HWC RGB in [0, 1] in, the photo upscaled to
-#: ``(round(H * scale), round(W * scale))`` out.
-BackgroundUpsampler = BgUpsampler
 
 #: Default cap on the restored photo's size when ``upscale`` is left to the model's scale:
 #: an 8x upscale of a 12 MP photo would need ~9 GB of float32 pixels.
@@ -424,19 +422,13 @@ class FaceSuperResolver:
 
     def _paste(
         self, loaded: LoadedImage, prepared: list[_PreparedFace], results: list[_NetworkResult], scale: float
-    ) -> Any:
+    ) -> ImageOutput:
+        # The background owns the upscale (8-bit Pillow, float, or the user's bg_upsampler), the
+        # gray handling and the final quantisation; faces are blended into its pixels in place.
+        background = Background.for_photo(loaded, scale, self._bg_upsampler)
         placements = [(r.image, p.crop.affine) for r, p in zip(results, prepared, strict=True)]
-        # The photo's alpha is not pasted into: to_output resizes it (bicubic in float), never with
-        # the user's bg_upsampler (which may be an RGB-only network).
-        if self._bg_upsampler is None and loaded.bit_depth == 8:
-            # 8-bit photos: the background is Pillow's own 8-bit bicubic resize and each face is
-            # blended into its region in float, then quantised; no full-size float array is made.
-            source = to_uint8(loaded.rgb[..., :1]) if loaded.was_grayscale else loaded.to_uint8()
-            background = upscale_background_8bit(source, scale)
-            return to_output_8bit(paste_faces(background, placements, upscale=scale, in_place=True), loaded)
-        # 16-bit and float photos (and user upsamplers) keep the float background.
-        background = upscale_with(self._bg_upsampler, loaded.rgb, scale)
-        return to_output(paste_faces(background, placements, upscale=scale, in_place=True), loaded)
+        paste_faces(background.pixels, placements, upscale=scale, in_place=True)
+        return background.result()
 
 
 def _to_hwc_numpy(batch: torch.Tensor) -> list[np.ndarray]:

@@ -39,8 +39,8 @@ from dicsr.errors import (
     UnsupportedDtypeError,
     WeightsUnavailableError,
 )
-from dicsr.face.paste import upscale_background, upscale_background_8bit
 from dicsr.image import load_image, to_uint8
+from dicsr.image._background import upscale_background, upscale_background_8bit
 from dicsr.pipeline import FaceSuperResolver
 
 UPSCALE = 2.0

@@ -19,9 +19,9 @@ from dicsr.image import (
     resize_float,
     save_image,
     to_output,
-    to_output_8bit,
     to_uint8,
 )
+from dicsr.image._output import to_output_8bit
 
 
 def photo(*parts: str) -> Path:

@@ -20,8 +20,8 @@ from PIL import Image
 from dicsr import EnhanceResult, FaceSuperResolver
 from dicsr.errors import InvalidInputError, UnsupportedDeviceError, UnsupportedDtypeError
 from dicsr.face.crop import apply_affine
-from dicsr.face.paste import upscale_background
 from dicsr.image import load_image
+from dicsr.image._background import upscale_background
 
 TWO_PEOPLE = ("face_recognition", "examples", "two_people.jpg")
 GROUP_OF_SIX = ("dlib", "examples", "faces", "2008_002470.jpg")
@@ -302,8 +302,8 @@ def test_8bit_photo_background_is_pillows_own_resize(dic_result: EnhanceResult, 
 
 def _pillow_background(rgb: np.ndarray, scale: float) -> np.ndarray:
     """Pillow's 8-bit resize of the photo, as floats: a ``bg_upsampler`` for the float path."""
-    from dicsr.face.paste import upscale_background_8bit
     from dicsr.image import to_uint8
+    from dicsr.image._background import upscale_background_8bit
 
     return upscale_background_8bit(to_uint8(rgb), scale) / np.float32(255.0)
 

@@ -29,14 +29,9 @@ from PIL import Image, ImageOps
 
 from dicsr.face.crop import apply_affine, box_affine, crop_face, dic_box_from_landmarks68, square_box
 from dicsr.face.detect import DetectedFace, FaceDetector
-from dicsr.face.paste import (
-    face_mask,
-    paste_faces,
-    upscale_background,
-    upscale_background_8bit,
-    upscaled_size,
-)
-from dicsr.image import load_image, to_output, to_uint8
+from dicsr.face.paste import face_mask, paste_faces
+from dicsr.image import load_image, to_output, to_uint8, upscaled_size
+from dicsr.image._background import upscale_background, upscale_background_8bit
 
 # Modest example counts: the whole file runs in well under a minute on two shared cores.
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

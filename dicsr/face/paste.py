@@ -12,9 +12,8 @@ leaves a seam on the other. Pixels where every mask is 0 are returned bit-for-bi
 
 Faces are blended in place, region by region, into a float32 background or into an 8-bit one
 (uint8 samples: each face region is blended in float and quantised on its own), so pasting never
-copies the whole photo. For 8-bit photos the default background is Pillow's own 8-bit bicubic
-resize (:func:`upscale_background_8bit`); 16-bit and float photos keep the float resize
-(:func:`upscale_background`), which rounds only once.
+copies the whole photo. The background itself, the upscaled photo, comes from
+:class:`dicsr.image.Background`, which also turns it into the final result.
 
 Coordinates follow :mod:`dicsr.face.crop` (integer = pixel centre). The output photo is the source
 scaled by ``upscale`` about pixel edges: ``x_out = (x_src + 0.5) · upscale − 0.5``.
@@ -23,30 +22,16 @@ scaled by ``upscale`` about pixel edges: ``x_out = (x_src + 0.5) · upscale − 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.crop import apply_affine, invert_affine, warp_affine
-from dicsr.image._resample import check_scale, resize_8bit, resize_float, to_luma, upscaled_size
+from dicsr.image._resample import check_scale, resize_float, to_luma
 
-__all__ = [
-    "FEATHER_INNER",
-    "FEATHER_OUTER",
-    "BgUpsampler",
-    "face_mask",
-    "paste_faces",
-    "upscale_background",
-    "upscale_background_8bit",
-    "upscale_with",
-    "upscaled_size",
-]
-
-#: A background upsampler: ``(rgb, scale) -> upscaled rgb``, float32 ``H×W×3`` RGB in ``[0, 1]`` in
-#: and out; the output must be :func:`upscaled_size` ``(H, W, scale)`` × 3.
-BgUpsampler = Callable[[np.ndarray, float], np.ndarray]
+__all__ = ["FEATHER_INNER", "FEATHER_OUTER", "face_mask", "paste_faces"]
 
 #: Feathered mask radii in the face frame, as a fraction of the half-side of the crop, measured
 #: with a super-ellipse norm (p = 4, a rounded square). The DIC crop is the landmark box enlarged
@@ -59,60 +44,6 @@ _SUPERELLIPSE_POWER = 4.0
 # Shrinking a face by more than this in the warp aliases (Pillow's affine transform does not
 # antialias), so such faces are first resized with antialiasing.
 _MAX_WARP_SHRINK = 0.75
-
-
-def upscale_background(rgb: np.ndarray, scale: float) -> np.ndarray:
-    """Upscale the whole photo with Pillow bicubic, per channel in float (no quantisation)."""
-    _check_rgb(rgb, "background photo")
-    check_scale(scale)
-    height, width = upscaled_size(rgb.shape[0], rgb.shape[1], scale)
-    return np.clip(resize_float(rgb, (width, height)), 0.0, 1.0)
-
-
-def upscale_background_8bit(samples: np.ndarray, scale: float) -> np.ndarray:
-    """Upscale an 8-bit photo exactly as Pillow does: ``Image.resize(size, Image.BICUBIC)``.
-
-    The default background of 8-bit photos: what a Pillow user gets, ≈ 4× faster than the float
-    resize and without a full-size float array. Pillow rounds to 8 bits between its two passes,
-    so at strong edges this differs from :func:`upscale_background` (see
-    :func:`dicsr.image.resize_8bit`).
-
-    Args:
-        samples: the photo, ``H×W×3`` RGB or ``H×W×1`` gray, uint8.
-        scale: upscale factor; the output is :func:`upscaled_size` ``(H, W, scale)``.
-
-    Returns:
-        A new uint8 array with the channels of ``samples``.
-    """
-    _check_planes(samples, "background photo")
-    if samples.dtype != np.uint8:
-        raise InvalidInputError(f"upscale_background_8bit takes uint8 samples, got {samples.dtype}")
-    check_scale(scale)
-    height, width = upscaled_size(samples.shape[0], samples.shape[1], scale)
-    return resize_8bit(samples, (width, height))
-
-
-def upscale_with(bg_upsampler: BgUpsampler | None, rgb: np.ndarray, scale: float) -> np.ndarray:
-    """Run a user background upsampler (``None``: :func:`upscale_background`) and check its output.
-
-    Raises:
-        InvalidInputError: the upsampler returned something other than a finite float
-            ``upscaled_size(H, W, scale) × 3`` array.
-    """
-    if bg_upsampler is None:
-        return upscale_background(rgb, scale)
-    check_scale(scale)
-    result = bg_upsampler(rgb, scale)
-    expected = (*upscaled_size(rgb.shape[0], rgb.shape[1], scale), 3)
-    if not isinstance(result, np.ndarray) or result.shape != expected:
-        got = getattr(result, "shape", type(result).__name__)
-        raise InvalidInputError(
-            f"bg_upsampler returned {got}, expected a float32 array of shape {expected} "
-            f"(H×W×3 RGB in [0, 1], upscaled by {scale})"
-        )
-    if not np.issubdtype(result.dtype, np.floating) or not np.isfinite(result).all():
-        raise InvalidInputError(f"bg_upsampler must return finite float values in [0, 1], got {result.dtype}")
-    return np.clip(result.astype(np.float32, copy=False), 0.0, 1.0)
 
 
 def face_mask(u: np.ndarray, v: np.ndarray, size: int) -> np.ndarray:
@@ -168,8 +99,9 @@ def paste_faces(
     """Blend restored faces into the upscaled photo.
 
     Args:
-        background: the photo already upscaled by ``upscale``: ``H'×W'×3`` float in ``[0, 1]`` or
-            uint8 RGB, or ``H'×W'×1`` (gray) — faces are then blended in RGB against the grey and
+        background: the photo already upscaled by ``upscale`` (e.g.
+            :attr:`dicsr.image.Background.pixels`): ``H'×W'×3`` float in ``[0, 1]`` or uint8 RGB,
+            or ``H'×W'×1`` (gray) — faces are then blended in RGB against the grey and
             converted with :func:`dicsr.image.to_luma`, as :func:`dicsr.image.to_output` converts a
             result for a grayscale source.
         faces: ``(restored face hr×hr×3 float32, affine source → face frame 2×3)`` pairs, e.g.
@@ -262,7 +194,7 @@ def _composite(out: np.ndarray, group: list[_Placement]) -> None:
     x1, y1 = max(p.x1 for p in group), max(p.y1 for p in group)
     if len(group) == 1:
         face_colour, mask = _render(group[0])
-        opacity = 1.0 - (1.0 - mask)  # as 1 − Π(1 − mᵢ) below: the same float rounding
+        opacity: np.ndarray = 1.0 - (1.0 - mask)  # as 1 − Π(1 − mᵢ) below: the same float rounding
         covered = mask > 0
     else:
         colour_sum = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.float32)
@@ -331,13 +263,6 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """The 2×3 affine ``outer ∘ inner``."""
     full = np.vstack([outer, [0.0, 0.0, 1.0]]) @ np.vstack([inner, [0.0, 0.0, 1.0]])
     return full[:2]
-
-
-def _check_rgb(rgb: np.ndarray, what: str) -> None:
-    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) == 0:
-        raise InvalidInputError(
-            f"{what} must be a non-empty H×W×3 float array, got {getattr(rgb, 'shape', rgb)}"
-        )
 
 
 def _check_planes(planes: np.ndarray, what: str) -> None:

@@ -5,16 +5,16 @@ Everything inside dicsr works on one representation: an ``H×W×3`` float32 RGB 
 (a path, encoded bytes, a PIL image, a numpy array, a torch tensor) into that, and remembers in a
 :class:`LoadedImage` how to give the result back "in the same type family" with :func:`to_output`.
 One job per private module: ``_decode`` (inputs), ``_resample`` (the resize, quantisation and
-luma kernels :mod:`dicsr.face` uses), ``_output`` (results) and ``_save`` (files).
+luma kernels :mod:`dicsr.face` uses), ``_background`` (:class:`Background`, the upscaled photo
+faces are pasted into), ``_output`` (results) and ``_save`` (files).
 
 Decisions (documented here once, referred to elsewhere):
 
 * **Precision.** Samples are converted to float32 without quantisation: 16-bit inputs keep their
   16-bit precision (``/ 65535``), float inputs are taken as they are. Outputs are quantised only at
   the very end, to the source's own depth, with round-half-to-even (numpy ``rint``). The one
-  exception is deliberate: 8-bit photos may be upscaled by Pillow's own 8-bit resize
-  (:func:`resize_8bit`, what the pipeline's default background does) and rebuilt from those 8-bit
-  samples with :func:`to_output_8bit`.
+  exception is deliberate: the :class:`Background` of an 8-bit photo is Pillow's own 8-bit resize
+  (:func:`resize_8bit`), and the result is rebuilt from those final 8-bit samples.
 * **Grayscale in, grayscale out.** A grayscale source (PIL ``1``/``L``/``LA``/``I;16``/``I``/``F``,
   numpy ``H×W`` or ``H×W×1``, tensor ``1×H×W``) is replicated to RGB for processing; the output
   is converted back with the ITU-R BT.601 luma weights (0.299, 0.587, 0.114), the same weights
@@ -37,6 +37,7 @@ Decisions (documented here once, referred to elsewhere):
   :func:`save_image` writes ``uint16`` RGB(A) arrays as true 16-bit PNGs.
 """
 
+from dicsr.image._background import Background, BackgroundUpsampler
 from dicsr.image._decode import (
     DEFAULT_MAX_PIXELS,
     ChannelOrder,
@@ -45,12 +46,14 @@ from dicsr.image._decode import (
     LoadedImage,
     load_image,
 )
-from dicsr.image._output import ImageOutput, to_output, to_output_8bit
+from dicsr.image._output import ImageOutput, to_output
 from dicsr.image._resample import resize_8bit, resize_float, to_luma, to_uint8, upscaled_size
 from dicsr.image._save import save_image
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "Background",
+    "BackgroundUpsampler",
     "ChannelOrder",
     "ImageInput",
     "ImageKind",
@@ -62,7 +65,6 @@ __all__ = [
     "save_image",
     "to_luma",
     "to_output",
-    "to_output_8bit",
     "to_uint8",
     "upscaled_size",
 ]

@@ -120,16 +120,13 @@ def load_image(
         raise InvalidInputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
     if isinstance(image, (str, os.PathLike)):
         return _load_path(Path(image), max_pixels)
-    if isinstance(image, (bytes, bytearray, memoryview)) or callable(getattr(image, "read", None)):
-        # Encoded file contents (an upload in a web service, a blob from storage): decoded with the
-        # same header-first size check and error mapping as a file on disk.
-        data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else image.read()
-        if not isinstance(data, bytes):
-            raise InvalidImageError("file object must be opened in binary mode ('rb')")
-        if not data:
-            raise InvalidImageError("image data is empty (0 bytes)")
-        return _decode_encoded(io.BytesIO(data), label="image data", kind="bytes", path=None,
-                               max_pixels=max_pixels)
+    # Encoded file contents (an upload in a web service, a blob from storage): decoded with the
+    # same header-first size check and error mapping as a file on disk.
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _load_encoded(bytes(image), max_pixels)
+    read = getattr(image, "read", None)
+    if callable(read):
+        return _load_encoded(read(), max_pixels)
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, max_pixels, what="PIL image")
         return _from_pil(image, kind="pil", source_path=None)
@@ -161,6 +158,16 @@ def _load_path(path: Path, max_pixels: int | None) -> LoadedImage:
     if path.stat().st_size == 0:
         raise InvalidImageError(f"image file is empty (0 bytes): {path}")
     return _decode_encoded(path, label=f"image {path.name}", kind="path", path=path, max_pixels=max_pixels)
+
+
+def _load_encoded(data: object, max_pixels: int | None) -> LoadedImage:
+    if not isinstance(data, bytes):
+        raise InvalidImageError("file object must be opened in binary mode ('rb')")
+    if not data:
+        raise InvalidImageError("image data is empty (0 bytes)")
+    return _decode_encoded(
+        io.BytesIO(data), label="image data", kind="bytes", path=None, max_pixels=max_pixels
+    )
 
 
 def _decode_encoded(

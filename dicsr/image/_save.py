@@ -7,6 +7,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ def save_image(
             return path
         pil = pil_from_planes(_planes_of(loaded), bit_depth=16 if loaded.bit_depth != 8 else 8)
     pil = _pil_for_format(pil, suffix)
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if suffix in (".jpg", ".jpeg", ".webp"):
         options["quality"] = quality
     if pil.info.get("icc_profile"):
