@@ -224,31 +224,52 @@ def test_invalid_arrays_and_objects_are_refused(bad):
 # --- saving -------------------------------------------------------------------------------------
 
 
-def _read_png16_rgb(path: Path) -> np.ndarray:
-    """Independent decoder for the unfiltered 16-bit RGB PNGs save_image writes."""
+def _read_png16(path: Path) -> np.ndarray:
+    """The RGB(A) samples of a 16-bit colour PNG, read by two independent decoders: OpenCV reads
+    all 16 bits; Pillow, which decodes 16-bit colour to its high bytes, confirms those bytes and
+    the channel order."""
+    import cv2
+
     data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, header = 8, b"", None
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        if tag == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif tag == b"IDAT":
-            idat += body
-        pos += 12 + length
-    width, height, depth, colour_type = header[:4]
-    assert depth == 16 and colour_type == 2
-    rows = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 6)
-    assert (rows[:, 0] == 0).all()
-    return rows[:, 1:].copy().view(">u2").reshape(height, width, 3).astype(np.uint16)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    assert data[24] == 16 and data[25] in (2, 6)  # IHDR: 16 bits per sample, RGB or RGBA
+    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert bgr.dtype == np.uint16
+    samples = np.concatenate([bgr[..., 2::-1], bgr[..., 3:]], axis=2)
+    with Image.open(path) as image:
+        np.testing.assert_array_equal(np.asarray(image), (samples >> 8).astype(np.uint8))
+    return samples
 
 
-def test_16bit_rgb_array_is_saved_as_a_true_16bit_png(tmp_path):
-    values = np.random.default_rng(2).integers(0, 65536, size=(7, 5, 3), dtype=np.uint16)
-    path = save_image(values, tmp_path / "rgb16.png")
-    np.testing.assert_array_equal(_read_png16_rgb(path), values)
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_colour_array_is_saved_as_a_true_16bit_png(tmp_path, channels):
+    values = np.random.default_rng(2).integers(0, 65536, size=(7, 5, channels), dtype=np.uint16)
+    path = save_image(values, tmp_path / "colour16.png")
+    np.testing.assert_array_equal(_read_png16(path), values)
     assert Image.open(path).size == (5, 7)  # a valid PNG for other readers too
+    bgr = save_image(values, tmp_path / "bgr16.png", channel_order="bgr")
+    np.testing.assert_array_equal(_read_png16(bgr)[..., :3], values[..., 2::-1])
+
+
+def test_saving_writes_through_a_temporary_sibling_and_leaves_no_trace(tmp_path):
+    target = tmp_path / "out" / "photo.png"
+    target.parent.mkdir()
+    target.write_bytes(b"the previous file")
+    for image in (np.zeros((4, 6, 3), np.uint16), Image.new("RGB", (6, 4), (9, 8, 7))):
+        assert save_image(image, target) == target
+        assert Image.open(target).size == (6, 4)
+        assert sorted(p.name for p in target.parent.iterdir()) == ["photo.png"]
+    with pytest.raises(InvalidImageError, match="unknown image file extension"):
+        save_image(np.zeros((4, 6, 3), np.uint8), tmp_path / "photo.notanimage")
+    assert not (tmp_path / "photo.notanimage").exists()
+    # A write that fails half-way (WebP is at most 16383 px wide; the encoder finds out after the
+    # file was opened) leaves the previous file as it was, not truncated.
+    previous = tmp_path / "previous.webp"
+    previous.write_bytes(b"the previous file")
+    with pytest.raises(InvalidImageError, match="cannot write"):
+        save_image(Image.new("RGB", (16384, 1)), previous)
+    assert previous.read_bytes() == b"the previous file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "previous.webp"]
 
 
 def test_alpha_is_kept_in_png_and_refused_by_jpeg(tmp_path):

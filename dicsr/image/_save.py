@@ -1,11 +1,9 @@
-"""Writing image files, keeping 16-bit depth and alpha where the format allows."""
+"""Writing image files, atomically, keeping 16-bit depth and alpha where the format allows."""
 
 from __future__ import annotations
 
 import logging
 import os
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +11,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dicsr._files import atomic_write_bytes, temporary_sibling
 from dicsr.errors import InvalidImageError
-from dicsr.image._decode import ChannelOrder, LoadedImage, load_image
+from dicsr.image._decode import ChannelOrder, LoadedImage, load_image, swap_red_blue
 from dicsr.image._output import pil_from_planes
 from dicsr.image._resample import quantise
 
 __all__ = ["save_image"]
 
 logger = logging.getLogger(__name__)
+
+_SIXTEEN_BIT_OR_FLOAT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
 
 def save_image(
     image: Image.Image | np.ndarray | torch.Tensor,
@@ -32,11 +34,14 @@ def save_image(
     """Write an image, keeping 16-bit depth and alpha where the format allows.
 
     * PNG keeps everything: 8/16-bit gray (``L``/``I;16``), gray+alpha, RGB and RGBA. Pillow cannot
-      encode 16-bit colour, so ``uint16`` RGB(A) arrays are written by a small built-in PNG
-      encoder as true 48/64-bit PNGs.
+      encode 16-bit colour, so ``uint16`` RGB(A) arrays are written by OpenCV's PNG encoder as
+      true 48/64-bit PNGs.
     * JPEG holds 8-bit RGB or gray only: alpha raises :class:`InvalidImageError` (use PNG/WebP);
       16-bit data is quantised to 8 bits with a logged warning.
     * WebP holds 8-bit RGB/RGBA; other formats are whatever Pillow supports for the mode.
+
+    The file is written beside ``path`` under a temporary name and renamed into place, so ``path``
+    is never left half-written; missing parent folders are created.
 
     Args:
         image: a PIL image, an ``H×W[×C]`` numpy array (uint8, uint16 or float in ``[0, 1]``,
@@ -47,17 +52,26 @@ def save_image(
 
     Returns:
         The path written.
+
+    Raises:
+        InvalidImageError: an extension no encoder knows, alpha for JPEG, or a failed write.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    image_format = _format_of(path)
     if isinstance(image, Image.Image):
         pil = image
     else:
         loaded = load_image(image, channel_order=channel_order, max_pixels=None)
-        if loaded.bit_depth != 8 and not loaded.was_grayscale and suffix == ".png":
-            _write_png16(path, loaded)
+        planes = _planes_of(loaded)
+        if loaded.bit_depth != 8 and not loaded.was_grayscale and image_format == "PNG":
+            try:
+                atomic_write_bytes(path, _encode_png16(planes, path))
+            except OSError as exc:
+                raise InvalidImageError(f"cannot write {path}: {exc}") from exc
             return path
-        pil = pil_from_planes(_planes_of(loaded), bit_depth=16 if loaded.bit_depth != 8 else 8)
+        # Float samples are kept at 16 bits where Pillow can (gray); 8-bit samples stay 8-bit.
+        pil = pil_from_planes(planes, bit_depth=8 if loaded.bit_depth == 8 else 16)
     pil = _pil_for_format(pil, suffix)
     options: dict[str, Any] = {}
     if suffix in (".jpg", ".jpeg", ".webp"):
@@ -65,13 +79,28 @@ def save_image(
     if pil.info.get("icc_profile"):
         options["icc_profile"] = pil.info["icc_profile"]
     try:
-        pil.save(path, **options)
+        with temporary_sibling(path) as tmp:
+            # The temporary name has no image extension: the format is named explicitly.
+            pil.save(tmp, format=image_format, **options)
+            os.replace(tmp, path)
     except (OSError, ValueError, KeyError) as exc:
         raise InvalidImageError(f"cannot write {path} ({pil.mode} image): {exc}") from exc
     return path
 
 
+def _format_of(path: Path) -> str:
+    """Pillow's format name for the extension of ``path`` (as ``Image.save`` would choose it)."""
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise InvalidImageError(
+            f"cannot write {path}: unknown image file extension {path.suffix!r} "
+            f"(use .png, .jpg, .webp, .tif, ...)"
+        )
+    return image_format
+
+
 def _planes_of(loaded: LoadedImage) -> np.ndarray:
+    """The source's own planes, gray or RGB, then alpha: ``H×W×1…4`` float32."""
     planes = loaded.rgb[..., :1] if loaded.was_grayscale else loaded.rgb
     if loaded.alpha is not None:
         planes = np.concatenate([planes, loaded.alpha[..., None]], axis=2)
@@ -84,9 +113,9 @@ def _pil_for_format(image: Image.Image, suffix: str) -> Image.Image:
             raise InvalidImageError(
                 "JPEG cannot store transparency; save as PNG or WebP to keep the alpha channel"
             )
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        if image.mode in _SIXTEEN_BIT_OR_FLOAT_MODES:
             return _to_8bit_gray(image, "JPEG")
-    if suffix == ".webp" and image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if suffix == ".webp" and image.mode in _SIXTEEN_BIT_OR_FLOAT_MODES:
         return _to_8bit_gray(image, "WebP")
     return image
 
@@ -98,26 +127,21 @@ def _to_8bit_gray(image: Image.Image, fmt: str) -> Image.Image:
     return Image.fromarray(np.rint(np.clip(values / scale, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 
-def _write_png16(path: Path, loaded: LoadedImage) -> None:
-    """Write a 16-bit RGB/RGBA PNG (Pillow cannot encode 16-bit colour).
+def _encode_png16(planes: np.ndarray, path: Path) -> bytes:
+    """A 48-bit RGB or 64-bit RGBA PNG of float RGB(A) planes, encoded by OpenCV.
 
-    Minimal, standard-conforming encoder: IHDR (bit depth 16, colour type 2 or 6), one zlib
-    stream of unfiltered scanlines in IDAT, IEND; samples big-endian as the PNG spec requires.
+    Pillow has no 16-bit colour mode; OpenCV's libpng encoder writes 16-bit colour PNGs (with
+    libpng's default adaptive row filters, which compress photos better than none).
     """
-    planes = _planes_of(loaded)
-    samples = quantise(planes, 16).astype(">u2")
-    height, width, channels = samples.shape
-    colour_type = 6 if channels == 4 else 2
-    rows = samples.reshape(height, width * channels).view(np.uint8).reshape(height, -1)
-    # Each scanline starts with its filter type byte (0 = None).
-    raw = np.concatenate([np.zeros((height, 1), dtype=np.uint8), rows], axis=1).tobytes()
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    with open(path, "wb") as handle:
-        handle.write(b"\x89PNG\r\n\x1a\n")
-        handle.write(_png_chunk(b"IHDR", header))
-        handle.write(_png_chunk(b"IDAT", zlib.compress(raw, 6)))
-        handle.write(_png_chunk(b"IEND", b""))
+    import cv2  # here, not at the top: `import dicsr` must not load OpenCV
 
+    # OpenCV takes BGR(A) channel order.
+    bgr = swap_red_blue(quantise(planes, 16))
+    try:
+        ok, encoded = cv2.imencode(".png", bgr)
+    except cv2.error as exc:
+        raise InvalidImageError(f"cannot write {path} (16-bit {bgr.shape[2]}-channel PNG): {exc}") from exc
+    if not ok:
+        raise InvalidImageError(f"cannot write {path}: OpenCV's PNG encoder refused the image")
+    return encoded.tobytes()
 
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
