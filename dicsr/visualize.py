@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+if TYPE_CHECKING:
+    from dicsr.image import ImageInput
+
 __all__ = ["draw_landmarks", "side_by_side"]
 
 
-def _as_pil_rgb(image: Any) -> Image.Image:
+def _as_pil_rgb(image: ImageInput) -> Image.Image:
     """A displayable 8-bit RGB PIL copy of a path, PIL image, array or tensor."""
     from dicsr.image import load_image
 
@@ -20,7 +23,7 @@ def _as_pil_rgb(image: Any) -> Image.Image:
 
 
 def draw_landmarks(
-    image: Any, landmark_sets: Sequence[np.ndarray], *, color: tuple[int, int, int] = (0, 255, 0)
+    image: ImageInput, landmark_sets: Sequence[np.ndarray], *, color: tuple[int, int, int] = (0, 255, 0)
 ) -> Image.Image:
     """Draw each set of (K, 2) landmarks (integer coordinates = pixel centres) as dots; returns RGB PIL."""
     canvas = _as_pil_rgb(image)
@@ -33,12 +36,12 @@ def draw_landmarks(
     return canvas
 
 
-def side_by_side(before: Any, after: Any) -> Image.Image:
+def side_by_side(before: ImageInput, after: ImageInput) -> Image.Image:
     """``before`` (resized to ``after``'s height with nearest neighbour) next to ``after``."""
     left, right = _as_pil_rgb(before), _as_pil_rgb(after)
     height = right.height
     width = max(1, round(left.width * height / left.height))
-    left = left.resize((width, height), Image.NEAREST)
+    left = left.resize((width, height), Image.Resampling.NEAREST)
     strip = Image.new("RGB", (width + right.width, height))
     strip.paste(left, (0, 0))
     strip.paste(right, (width, 0))
