@@ -49,7 +49,7 @@ class LoadedImage:
         rgb: ``H×W×3`` float32 RGB in ``[0, 1]``, EXIF orientation applied.
         alpha: ``H×W`` float32 alpha in ``[0, 1]``, or ``None`` when the source has none.
         bit_depth: bits per sample of the source: 8, 16, or 32 for float sources.
-        kind: what the user passed: ``"path"``, ``"pil"``, ``"numpy"`` or ``"tensor"``.
+        kind: what the user passed: ``"path"``, ``"bytes"``, ``"pil"``, ``"numpy"`` or ``"tensor"``.
         channel_order: channel order of a numpy/tensor source (``"rgb"`` or ``"bgr"``); always
             ``"rgb"`` for files and PIL images.
         was_grayscale: the source stored one colour channel (output is converted back to gray).
@@ -269,16 +269,7 @@ def _from_numpy(array: np.ndarray, channel_order: ChannelOrder, max_pixels: int 
     _check_size(array.shape[1], array.shape[0], max_pixels, what="numpy image")
     samples, bit_depth = _numpy_to_unit(array)
     hwc = samples.reshape(array.shape[0], array.shape[1], channels)
-    if channel_order == "bgr" and channels >= 3:
-        hwc = swap_red_blue(hwc)
-    return _from_hwc(
-        hwc,
-        bit_depth=bit_depth,
-        kind="numpy",
-        channel_order=channel_order,
-        layout=layout,
-        dtype=str(array.dtype),
-    )
+    return _from_hwc(hwc, channel_order, bit_depth, kind="numpy", layout=layout, dtype=str(array.dtype))
 
 
 def _from_tensor(tensor: torch.Tensor, channel_order: ChannelOrder, max_pixels: int | None) -> LoadedImage:
@@ -303,16 +294,9 @@ def _from_tensor(tensor: torch.Tensor, channel_order: ChannelOrder, max_pixels: 
         raise InvalidImageError(f"tensor image must be uint8 or floating point, got {tensor.dtype}")
     samples, bit_depth = _numpy_to_unit(array)
     hwc = np.ascontiguousarray(samples.transpose(1, 2, 0))
-    if channel_order == "bgr" and hwc.shape[2] >= 3:
-        hwc = swap_red_blue(hwc)
     return _from_hwc(
-        hwc,
-        bit_depth=bit_depth,
-        kind="tensor",
-        channel_order=channel_order,
-        layout=layout,
-        dtype=str(tensor.dtype).removeprefix("torch."),
-        device=str(tensor.device),
+        hwc, channel_order, bit_depth, kind="tensor", layout=layout,
+        dtype=str(tensor.dtype).removeprefix("torch."), device=str(tensor.device),
     )
 
 
@@ -321,16 +305,33 @@ def swap_red_blue(planes: np.ndarray) -> np.ndarray:
     return np.concatenate([planes[..., 2::-1], planes[..., 3:]], axis=2)
 
 
-def _from_hwc(hwc: np.ndarray, **fields: object) -> LoadedImage:
+def _from_hwc(
+    hwc: np.ndarray,
+    channel_order: ChannelOrder,
+    bit_depth: int,
+    *,
+    kind: ImageKind,
+    layout: str,
+    dtype: str,
+    device: str | None = None,
+) -> LoadedImage:
+    """The LoadedImage of ``H×W×C`` unit-range samples of an array or tensor (C = 1, 3 or 4)."""
     channels = hwc.shape[2]
+    if channel_order == "bgr" and channels >= 3:
+        hwc = swap_red_blue(hwc)
     was_grayscale = channels == 1
     rgb = _gray_to_rgb(hwc[..., 0]) if was_grayscale else hwc[..., :3]
     alpha = hwc[..., 3] if channels == 4 else None
     return LoadedImage(
         rgb=np.ascontiguousarray(rgb, dtype=np.float32),
         alpha=None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32),
+        bit_depth=bit_depth,
+        kind=kind,
+        channel_order=channel_order,
         was_grayscale=was_grayscale,
-        **fields,  # type: ignore[arg-type]
+        layout=layout,
+        dtype=dtype,
+        device=device,
     )
 
 
