@@ -51,11 +51,15 @@ class Background(ABC):
     Build one with :meth:`for_photo`; blend faces into :attr:`pixels` in place (e.g.
     ``paste_faces(background.pixels, faces, upscale=scale, in_place=True)``), then call
     :meth:`result`.
+
+    Attributes:
+        pixels: the upscaled photo, to blend faces into in place: ``H'×W'×3`` float32 RGB in
+            ``[0, 1]``, or uint8 samples (``H'×W'×3`` RGB, ``H'×W'×1`` for a gray 8-bit photo).
     """
 
     def __init__(self, photo: LoadedImage, scale: float) -> None:
         self._photo = photo
-        self._pixels = self._upscale(photo, scale)
+        self.pixels = self._upscale(photo, scale)
 
     @classmethod
     def for_photo(
@@ -79,12 +83,6 @@ class Background(ABC):
             return _PillowBackground(photo, scale)
         return _FloatBackground(photo, scale)
 
-    @property
-    def pixels(self) -> np.ndarray:
-        """The upscaled photo, to blend faces into in place: ``H'×W'×3`` float32 RGB in
-        ``[0, 1]``, or uint8 samples (``H'×W'×3`` RGB, ``H'×W'×1`` for a gray 8-bit photo)."""
-        return self._pixels
-
     @abstractmethod
     def _upscale(self, photo: LoadedImage, scale: float) -> np.ndarray:
         """The photo's pixels upscaled by ``scale``."""
@@ -104,7 +102,7 @@ class _PillowBackground(Background):
         return upscale_background_8bit(samples, scale)
 
     def result(self) -> ImageOutput:
-        return to_output_8bit(self._pixels, self._photo)
+        return to_output_8bit(self.pixels, self._photo)
 
 
 class _FloatBackground(Background):
@@ -114,7 +112,7 @@ class _FloatBackground(Background):
         return upscale_background(photo.rgb, scale)
 
     def result(self) -> ImageOutput:
-        return to_output(self._pixels, self._photo)
+        return to_output(self.pixels, self._photo)
 
 
 class _UpsamplerBackground(_FloatBackground):
