@@ -1,7 +1,7 @@
-"""The adapter contract between a pure network (``dicsr.archs``) and the rest of dicsr.
+"""The adapter contract between a family's pure network and the rest of dicsr.
 
-Networks in ``dicsr.archs`` take and return tensors in their *official* value spaces (DIC: RGB
-minus the CelebA mean; SPARNet: [-1, 1]). Nothing outside an adapter knows those constants: the
+A family's network takes and returns tensors in its *official* value space (for example RGB minus
+a dataset mean, or [-1, 1]). Nothing outside the family's adapter knows those constants: the
 pipeline hands every adapter NCHW float RGB in [0, 1] and gets [0, 1] back (STYLE.md, "network
 boundary").
 """
@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from dicsr._devices import resolve_device, resolve_dtype
-from dicsr.config import ModelConfig
 from dicsr.errors import InvalidInputError, UnsupportedDtypeError
+from dicsr.families._config import ModelConfig
 
 __all__ = ["NetworkAdapter", "NetworkOutput"]
 
@@ -80,16 +80,6 @@ class NetworkAdapter(ABC):
     def normalisation() -> dict[str, Any]:
         """Description of the input normalisation, written into ``config.json``."""
 
-    @classmethod
-    @abstractmethod
-    def build_network(cls, config: ModelConfig) -> nn.Module:
-        """Construct the (randomly initialised) network that ``config`` describes."""
-
-    @staticmethod
-    @abstractmethod
-    def official_uint8(images: torch.Tensor) -> torch.Tensor:
-        """Quantise [0, 1] outputs to uint8 exactly as the official test script does."""
-
     # -- device / dtype ------------------------------------------------------------------------
 
     def to(
@@ -97,12 +87,14 @@ class NetworkAdapter(ABC):
         device: torch.device | str | None = None,
         dtype: torch.dtype | str | None = None,
         *,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
     ) -> NetworkAdapter:
         """Move the network like ``nn.Module.to``; returns ``self``.
 
         ``device`` may be ``"auto"`` or a name (``"cuda:1"``), ``dtype`` a name (``"bf16"``), as in
-        :class:`dicsr.FaceSuperResolver`.
+        :class:`dicsr.FaceSuperResolver`. Like ``device`` and ``dtype``, ``channels_last`` keeps its
+        current value unless given: moving a channels-last adapter to another device keeps it
+        channels-last.
 
         Raises:
             UnsupportedDeviceError: the device is not available.
@@ -117,8 +109,11 @@ class NetworkAdapter(ABC):
                 f"{type(self).__name__} does not support {str(dtype).replace('torch.', '')} on "
                 f"{device.type}; supported there: {names}"
             )
+        if channels_last is None:
+            channels_last = self.channels_last
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.network.to(device=device, dtype=dtype, memory_format=memory_format)
+        # nn.Module.to accepts memory_format with device and dtype; torch's stubs list it alone.
+        self.network.to(device=device, dtype=dtype, memory_format=memory_format)  # type: ignore[call-overload]
         self.device, self.dtype, self.channels_last = device, dtype, channels_last
         return self
 
