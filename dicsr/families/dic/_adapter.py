@@ -1,6 +1,6 @@
 """Adapter for DIC / DICGAN: the CelebA-mean normalisation, official quantisation, and dtype support.
 
-The network (:class:`dicsr.archs.dic.DIC`) works on RGB in [0, 1] minus the CelebA mean, without
+The network (:class:`dicsr.families.dic.DIC`) works on RGB in [0, 1] minus the CelebA mean, without
 std division (spec §3); this adapter is the only place that knows that constant.
 """
 
@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from dicsr.adapters.base import NetworkAdapter, NetworkOutput
-from dicsr.archs.dic import DIC, DICConfig
-from dicsr.config import ModelConfig
+from dicsr.families._adapter import NetworkAdapter, NetworkOutput
 
-__all__ = ["CELEBA_MEAN", "DICAdapter"]
+__all__ = ["CELEBA_MEAN", "DICAdapter", "official_uint8"]
 
 #: Per-channel RGB mean subtracted by every official DIC dataset (``transforms.Normalize`` with
 #: std 1, rgb_range 1; spec §1, §3).
@@ -47,29 +44,12 @@ class DICAdapter(NetworkAdapter):
         "mps": frozenset({torch.float32}),
     }
 
-    def __init__(self, network: nn.Module, config: ModelConfig) -> None:
-        super().__init__(network, config)
-        self.channels_last = False
-
     # -- description ---------------------------------------------------------------------------
 
     @staticmethod
     def normalisation() -> dict[str, Any]:
         """RGB in [0, 1] minus the CelebA mean, std 1 (spec §3)."""
         return {"space": "rgb01_minus_mean", "mean": list(CELEBA_MEAN), "std": [1.0, 1.0, 1.0]}
-
-    @classmethod
-    def build_network(cls, config: ModelConfig) -> DIC:
-        """A randomly initialised :class:`DIC` with ``config.arch_config`` as its hyper-parameters."""
-        return DIC(DICConfig(**config.arch_config))
-
-    @staticmethod
-    def official_uint8(images: torch.Tensor) -> torch.Tensor:
-        """``(images * 255).clamp(0, 255).round()`` as uint8, the official ``quantize`` (spec §3).
-
-        ``torch.round`` rounds half to even, as the official code does.
-        """
-        return (images.float() * 255.0).clamp(0, 255).round().to(torch.uint8)
 
     # -- value spaces --------------------------------------------------------------------------
 
@@ -99,7 +79,7 @@ class DICAdapter(NetworkAdapter):
         """Network output -> [0, 1] RGB in float32: add the mean back, then clamp (spec §3).
 
         The official code quantises without clamping first; clamping to [0, 1] before
-        :meth:`official_uint8` gives the identical uint8 image.
+        :func:`official_uint8` gives the identical uint8 image.
         """
         sr = sr.float()
         return (sr + cls._mean(sr)).clamp_(0.0, 1.0).contiguous()
@@ -120,3 +100,12 @@ class DICAdapter(NetworkAdapter):
             step_images=images if all_steps else (),
             step_heatmaps=heatmaps if all_steps else (),
         )
+
+
+def official_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``(images * 255).clamp(0, 255).round()`` as uint8, the official ``quantize`` (spec §3).
+
+    ``torch.round`` rounds half to even, as the official code does. The golden tests compare
+    outputs with the official uint8 images through this; the pipeline quantises its own way.
+    """
+    return (images.float() * 255.0).clamp(0, 255).round().to(torch.uint8)
