@@ -9,8 +9,8 @@ that knows SPARNet's conventions (``shared/specs/sparnet.md`` §5, "§" below):
   torch's, so PIL itself is used.
 * SPARNetHD (``lr_size`` = ``in_size`` = 512): the aligned low-quality face goes straight to
   [-1, 1] without re-quantisation, as in the official single-image script (§5, unaligned script 3).
-* Output: ``(x + 1) / 2`` clamped to [0, 1]; :meth:`SPARNetAdapter.official_uint8` truncates like
-  the official ``tensor_to_img`` (§5.5).
+* Output: ``(x + 1) / 2`` clamped to [0, 1]; :func:`official_uint8` truncates like the official
+  ``tensor_to_img`` (§5.5).
 """
 
 from __future__ import annotations
@@ -22,12 +22,18 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dicsr.adapters.base import NetworkAdapter, NetworkOutput
-from dicsr.archs.sparnet import SPARNet, SPARNetConfig
-from dicsr.config import ModelConfig
 from dicsr.errors import CheckpointError
+from dicsr.families._adapter import NetworkAdapter, NetworkOutput
+from dicsr.families._config import ModelConfig
+from dicsr.families.sparnet._network import SPARNetConfig
 
-__all__ = ["SPARNetAdapter", "pil_bicubic_resize_uint8", "quantise_uint8", "uint8_to_network_space"]
+__all__ = [
+    "SPARNetAdapter",
+    "official_uint8",
+    "pil_bicubic_resize_uint8",
+    "quantise_uint8",
+    "uint8_to_network_space",
+]
 
 # torchvision's Normalize((.5, .5, .5), (.5, .5, .5)) after ToTensor (§5.3).
 _MEAN = 0.5
@@ -56,7 +62,7 @@ def uint8_to_network_space(images: torch.Tensor) -> torch.Tensor:
 
 
 class SPARNetAdapter(NetworkAdapter):
-    """Runs a :class:`~dicsr.archs.sparnet.SPARNet` on [0, 1] faces, reproducing the official scripts.
+    """Runs a :class:`~dicsr.families.sparnet.SPARNet` on [0, 1] faces, reproducing the official scripts.
 
     ``config.lr_size`` decides the input path: when it differs from the layout's ``in_size`` (16 vs
     128 for SPARNet/Light) the face is quantised and PIL-bicubic resized like the official loader;
@@ -103,21 +109,6 @@ class SPARNetAdapter(NetworkAdapter):
             "resize": "PIL bicubic on uint8 to the layout's in_size when lr_size differs (sparnet.md §5)",
         }
 
-    @classmethod
-    def build_network(cls, config: ModelConfig) -> nn.Module:
-        """A randomly initialised :class:`SPARNet` with the layout in ``config.arch_config``."""
-        return SPARNet(_arch_config(config))
-
-    @staticmethod
-    def official_uint8(images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] outputs -> uint8 like ``tensor_to_img(normal=True)``: ×255, clip, truncate (§5.5).
-
-        ``images`` = ``clamp((x + 1) / 2, 0, 1)``, so ``images * 255`` is bit-for-bit the official
-        ``clip((x + 1) / 2 * 255, 0, 255)`` (clamping before or after the monotone ×255 agrees).
-        The cast truncates towards zero like numpy's ``astype(np.uint8)``; the layout is kept.
-        """
-        return images.float().mul(255.0).clamp(0.0, 255.0).to(torch.uint8)
-
     # -- inference -----------------------------------------------------------------------------
 
     def preprocess(self, lr: torch.Tensor) -> torch.Tensor:
@@ -135,11 +126,22 @@ class SPARNetAdapter(NetworkAdapter):
     def forward(self, lr: torch.Tensor, *, all_steps: bool = False) -> NetworkOutput:
         """Restore a validated batch; SPARNet has a single step and no landmarks."""
         x = self.preprocess(lr).to(device=self.device, dtype=self.dtype)
-        if getattr(self, "channels_last", False):  # set by ``to(channels_last=True)``
+        if self.channels_last:  # set by ``to(channels_last=True)``
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.network(x)
         images = out.float().add(1.0).div(2.0).clamp(0.0, 1.0).contiguous()
         return NetworkOutput(images=images, step_images=(images,) if all_steps else ())
+
+
+def official_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] outputs -> uint8 like ``tensor_to_img(normal=True)``: ×255, clip, truncate (§5.5).
+
+    ``images`` = ``clamp((x + 1) / 2, 0, 1)``, so ``images * 255`` is bit-for-bit the official
+    ``clip((x + 1) / 2 * 255, 0, 255)`` (clamping before or after the monotone ×255 agrees).
+    The cast truncates towards zero like numpy's ``astype(np.uint8)``; the layout is kept. The
+    golden tests compare outputs with the official uint8 images through this.
+    """
+    return images.float().mul(255.0).clamp(0.0, 255.0).to(torch.uint8)
 
 
 def _arch_config(config: ModelConfig) -> SPARNetConfig:
