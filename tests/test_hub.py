@@ -24,7 +24,8 @@ from conftest import REPO_ROOT, shared_path
 from hubserver import HubServer
 
 from dicsr.errors import IntegrityError, ModelNotFoundError, WeightsUnavailableError
-from dicsr.loading import (
+from dicsr.weights import (
+    DETECTOR_WEIGHTS,
     ModelEntry,
     download_model,
     get_model_entry,
@@ -32,7 +33,6 @@ from dicsr.loading import (
     load_model,
     resolve_detector_weights,
 )
-from dicsr.loading.detector_weights import DETECTOR_WEIGHTS
 
 pytestmark = pytest.mark.shared
 
@@ -198,7 +198,7 @@ def test_hf_hub_offline_environment_in_a_fresh_process(
         f"""
         import dataclasses, json
         from dicsr.errors import WeightsUnavailableError
-        from dicsr.loading import download_model, get_model_entry
+        from dicsr.weights import download_model, get_model_entry
         entry = dataclasses.replace(get_model_entry("sparnet"), hub_repo={REPO!r}, revision="v1",
                                     sha256={entry.sha256!r}, size={entry.size})
         result = {{"folder": str(download_model(entry, cache_dir={str(tmp_path)!r}))}}

@@ -6,7 +6,6 @@ read (weights-only) -> recognise -> convert keys -> strict load into the built n
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -14,29 +13,20 @@ from pathlib import Path
 
 import torch
 
+from dicsr._checkpoint_io import check_state_dict, load_state_dict_strictly, tensor_specs
 from dicsr._files import sha256_of_file
 from dicsr._version import __version__
-from dicsr.adapters import NetworkAdapter, build_adapter
-from dicsr.config import ModelConfig
 from dicsr.errors import (
     ArchitectureMismatchError,
     DestinationExistsError,
     InvalidInputError,
     UnknownArchitectureError,
 )
-from dicsr.loading.card import ConversionRecord, render_model_card
-from dicsr.loading.checkpoint import (
-    DetectedArchitecture,
-    check_state_dict,
-    convert_state_dict,
-    detect_architecture,
-    expected_shapes,
-    load_state_dict_strictly,
-    read_checkpoint,
-)
-from dicsr.loading.model_folder import save_model_folder
-from dicsr.loading.presets import arch_presets, model_config_for
-from dicsr.loading.registry import get_model_entry
+from dicsr.families import Family, ModelConfig, NetworkAdapter, get_family, list_families
+from dicsr.weights._card import ConversionRecord, render_model_card
+from dicsr.weights._checkpoint import DetectedArchitecture, detect_architecture, read_checkpoint
+from dicsr.weights._folder import save_model_folder
+from dicsr.weights._zoo import get_model_entry
 
 __all__ = ["ConvertedModel", "convert_checkpoint", "convert_official_checkpoint"]
 
@@ -66,15 +56,17 @@ def convert_official_checkpoint(
     """Load an official checkpoint into a dicsr adapter, in memory.
 
     Args:
-        src: the official ``.pth`` file (any layout :func:`~dicsr.loading.read_official_checkpoint` accepts).
+        src: the official ``.pth`` file (any layout :func:`~dicsr.weights.read_official_checkpoint` accepts).
         name: zoo entry the weights are (sets provenance, and the expected arch/preset).
-        arch: expected architecture; a checkpoint of another architecture is refused.
+        arch: expected network family; a checkpoint of another family is refused.
         preset: expected preset; a checkpoint of another layout is refused.
 
     Raises:
         CorruptCheckpointError: unreadable file.
-        UnknownArchitectureError: no architecture recognised and none requested.
+        UnknownArchitectureError: no family recognised and none requested.
         ArchitectureMismatchError: the weights do not fit the (requested or detected) network.
+        InvalidWeightsError: a tensor is not floating point where the network's is, or holds NaN
+            or infinite values.
         ModelNotFoundError: ``src`` or the zoo entry ``name`` does not exist.
     """
     src = Path(src)
@@ -89,15 +81,19 @@ def convert_official_checkpoint(
 
     checkpoint = read_checkpoint(src)
     detected = _detect_or_explain(checkpoint.state_dict, src, arch, preset)
-    state_dict = convert_state_dict(checkpoint.state_dict, detected.arch, detected.arch_config)
+    family = get_family(detected.arch)
+    state_dict = family.convert_state_dict(checkpoint.state_dict)
 
     if entry is not None:
         config = entry.model_config()
     else:
-        config = model_config_for(detected.arch, detected.preset, detected.arch_config)
-    adapter = build_adapter(config)
+        config = family.model_config(detected.preset, detected.arch_config)
+    adapter = family.build_adapter(config)
     load_state_dict_strictly(
-        adapter.network, state_dict, what=f"{src.name} does not fit {config.arch} preset {config.preset!r}"
+        adapter.network,
+        state_dict,
+        what=f"{src.name} does not fit {config.arch} preset {config.preset!r}",
+        source=str(src),
     )
     record = ConversionRecord(
         source_filename=src.name,
@@ -105,7 +101,7 @@ def convert_official_checkpoint(
         source_size=src.stat().st_size,
         layout=checkpoint.layout,
         ignored=checkpoint.ignored,
-        spectral_norm_folded=len(state_dict) != len(checkpoint.state_dict),
+        keys_converted=state_dict.keys() != checkpoint.state_dict.keys(),
         num_tensors=len(state_dict),
         num_parameters=sum(p.numel() for p in adapter.network.parameters()),
         dicsr_version=__version__,
@@ -118,41 +114,44 @@ def _detect_or_explain(
     state_dict: dict[str, torch.Tensor], src: Path, arch: str | None, preset: str | None
 ) -> DetectedArchitecture:
     """Detect the layout; if the caller named one, refuse a checkpoint that is something else."""
-    if arch is None and preset is not None:
-        arch = _arch_of_preset(preset)
-    if arch is not None and preset is not None and preset not in arch_presets(arch):
-        raise InvalidInputError(f"unknown {arch} preset {preset!r}; known: {', '.join(arch_presets(arch))}")
+    family = get_family(arch) if arch is not None else None
+    if family is None and preset is not None:
+        family = _family_of_preset(preset)
+    if family is not None and preset is not None and preset not in family.presets:
+        raise InvalidInputError(
+            f"unknown {family.name} preset {preset!r}; known: {', '.join(family.presets)}"
+        )
     try:
         detected: DetectedArchitecture | None = detect_architecture(state_dict)
     except UnknownArchitectureError:
-        if arch is None:
+        if family is None:
             raise
         detected = None
-    if detected is not None and arch in (None, detected.arch) and preset in (None, detected.preset):
+    wanted_arch = family.name if family is not None else None
+    if detected is not None and wanted_arch in (None, detected.arch) and preset in (None, detected.preset):
         return detected
-    assert arch is not None  # detection succeeded whenever nothing was requested
-    # The user asked for a layout this checkpoint is not (e.g. SPARNet weights with arch="dic"):
-    # report the key differences against what they asked for.
-    wanted = preset or next(iter(arch_presets(arch)))
-    what = f"{src.name} is not a {arch} checkpoint of preset {wanted!r}"
+    assert family is not None  # detection succeeded whenever nothing was requested
+    # The user asked for a layout this checkpoint is not (e.g. one family's weights with another's
+    # arch): report the key differences against what they asked for.
+    wanted = preset or next(iter(family.presets))
+    what = f"{src.name} is not a {family.name} checkpoint of preset {wanted!r}"
     if detected is not None:
         what += f" (it looks like {detected.arch} preset {detected.preset!r})"
-    expected = expected_shapes(arch, dataclasses.asdict(arch_presets(arch)[wanted]))
-    check_state_dict(expected, convert_state_dict(state_dict, arch, {}), what=what)
+    expected = family.expected_tensors(family.presets[wanted].arch_config)
+    found = tensor_specs(family.convert_state_dict(state_dict))
+    check_state_dict(expected, found, what=what, source=str(src))
     # Identical keys and shapes although detection disagreed: impossible for the released presets
     # (their layouts differ), but never load silently if it happens.
     raise ArchitectureMismatchError(what)
 
 
-def _arch_of_preset(preset: str) -> str:
-    for arch in ("dic", "sparnet"):
-        if preset in arch_presets(arch):
-            return arch
-    raise InvalidInputError(f"unknown preset {preset!r}; known: {', '.join(_all_presets())}")
-
-
-def _all_presets() -> list[str]:
-    return [name for arch in ("dic", "sparnet") for name in arch_presets(arch)]
+def _family_of_preset(preset: str) -> Family:
+    families = list_families()
+    for family in families:
+        if preset in family.presets:
+            return family
+    known = ", ".join(name for family in families for name in family.presets)
+    raise InvalidInputError(f"unknown preset {preset!r}; known: {known}")
 
 
 def convert_checkpoint(
@@ -168,13 +167,13 @@ def convert_checkpoint(
 
     The folder holds ``model.safetensors``, ``config.json`` and a ``README.md`` card recording the
     source file's name and sha256. It loads back bit-identically with
-    :func:`~dicsr.loading.load_model_folder`.
+    :func:`~dicsr.weights.load_model_folder`.
 
     Args:
         src: the official checkpoint.
         dst_folder: destination folder (created).
         name: zoo entry these weights are (provenance in config and card; checks arch/preset).
-        arch: expected architecture (``"dic"``/``"sparnet"``); refuses other checkpoints.
+        arch: expected network family (``dicsr.families.list_families()``); refuses other checkpoints.
         preset: expected preset; refuses other layouts.
         overwrite: replace an existing non-empty destination.
 

@@ -3,9 +3,9 @@
 Downloads go only through ``huggingface_hub.hf_hub_download`` (its cache layout, locking and
 resume). On top of it, dicsr:
 
-* reads ``HF_ENDPOINT`` / ``HF_HUB_OFFLINE`` / ``HF_HUB_CACHE`` at *call* time and passes them
-  explicitly - huggingface_hub reads them once at import, so a change made later in the process
-  (or a test) would otherwise be ignored;
+* reads ``HF_ENDPOINT`` / ``HF_HUB_OFFLINE`` / ``HF_HUB_CACHE`` at *call* time
+  (:mod:`dicsr.weights._settings`) and passes them explicitly - huggingface_hub reads them once at
+  import, so a change made later in the process (or a test) would otherwise be ignored;
 * fetches ``config.json`` first and then the weights at the commit it resolved to, so the two
   files always come from the same snapshot;
 * verifies the sha256 the registry publishes (the hub client only compares sizes) and deletes a
@@ -33,8 +33,9 @@ from dicsr.errors import (
     ModelNotFoundError,
     WeightsUnavailableError,
 )
-from dicsr.loading.model_folder import CONFIG_FILENAME
-from dicsr.loading.registry import ModelEntry, get_model_entry
+from dicsr.weights._folder import CONFIG_FILENAME
+from dicsr.weights._settings import hub_cache_dir, hub_endpoint, offline_requested
+from dicsr.weights._zoo import ModelEntry, get_model_entry
 
 __all__ = ["HubReference", "download_model", "is_cached", "parse_hub_reference"]
 
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 HUB_PREFIX = "hf-hub:"
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-_TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -108,34 +108,6 @@ def parse_hub_reference(ref: str) -> HubReference:
     return HubReference(repo_id=repo_id, revision=revision or "main")
 
 
-# --- environment, read at call time ---------------------------------------------------------
-
-
-def offline_requested(offline: bool | None) -> bool:
-    """``offline`` if given, else whether ``HF_HUB_OFFLINE`` (or ``DICSR_OFFLINE``) is set now."""
-    if offline is not None:
-        return offline
-    return any(
-        os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "DICSR_OFFLINE")
-    )
-
-
-def hub_cache_dir(cache_dir: str | os.PathLike[str] | None) -> str | None:
-    """``cache_dir``, else ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else the hub's default (None)."""
-    if cache_dir is not None:
-        return str(Path(cache_dir).expanduser())
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None
-
-
-def _hub_endpoint(endpoint: str | None) -> str | None:
-    value = endpoint or os.environ.get("HF_ENDPOINT") or None
-    return value.rstrip("/") if value else None
-
-
 # --- downloading --------------------------------------------------------------------------------
 
 
@@ -165,7 +137,7 @@ def download_model(
     """
     target = _as_hub_reference(ref, revision)
     offline = offline_requested(offline)
-    fetch = _Fetcher(target, hub_cache_dir(cache_dir), _hub_endpoint(endpoint), offline, progress)
+    fetch = _Fetcher(target, hub_cache_dir(cache_dir), hub_endpoint(endpoint), offline, progress)
     config_path = fetch(CONFIG_FILENAME, target.revision)
     # Fetch the weights at the commit config.json resolved to: both files from one snapshot even if
     # a branch moves between the two requests.
@@ -243,7 +215,7 @@ class _Fetcher:
 def _silent_progress_class() -> type:
     from tqdm.auto import tqdm
 
-    class _SilentTqdm(tqdm):  # type: ignore[misc, valid-type]
+    class _SilentTqdm(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)

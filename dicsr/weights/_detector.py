@@ -26,7 +26,7 @@ from pathlib import Path
 from dicsr._files import sha256_of_file, temporary_sibling
 from dicsr._version import __version__
 from dicsr.errors import IntegrityError, InvalidInputError, ModelNotFoundError, WeightsUnavailableError
-from dicsr.loading.download import offline_requested
+from dicsr.weights._settings import detector_base_url, dicsr_cache_dir, offline_requested
 
 __all__ = ["DETECTOR_WEIGHTS", "DetectorWeights", "detector_cache_dir", "resolve_detector_weights"]
 
@@ -82,8 +82,7 @@ DETECTOR_WEIGHTS: dict[str, DetectorWeights] = {
 
 def detector_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Cached detector weights folder: ``<cache_dir | $DICSR_CACHE_DIR | ~/.cache/dicsr>/detectors``."""
-    root = cache_dir or os.environ.get("DICSR_CACHE_DIR") or Path.home() / ".cache" / "dicsr"
-    return Path(root).expanduser() / "detectors"
+    return dicsr_cache_dir(cache_dir) / "detectors"
 
 
 def resolve_detector_weights(
@@ -151,7 +150,7 @@ def _spec(network: str) -> DetectorWeights:
 
 
 def _download_url(spec: DetectorWeights, base_url: str | None) -> str:
-    base = base_url or os.environ.get("DICSR_DETECTOR_BASE_URL")
+    base = detector_base_url(base_url)
     return f"{base.rstrip('/')}/{spec.filename}" if base else spec.url
 
 

@@ -3,8 +3,8 @@
 Resolution order for a string reference:
 
 1. ``hf-hub:org/repo[@revision]`` -> download that model folder;
-2. a registry name (``dic-celeba``; case and ``_``/``-`` ignored) -> download its pinned copy -
-   use ``./name`` for a local folder that happens to share a registry name;
+2. a zoo name (case and ``_``/``-`` ignored) -> download its pinned copy - use ``./name`` for a
+   local folder that happens to share a zoo name;
 3. an existing local path: a model folder, a ``.safetensors`` file with ``config.json`` beside it,
    or an official checkpoint (``.pth``/``.pt``/``.ckpt``/``.bin``), converted in memory.
 
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from dicsr.adapters import NetworkAdapter
 from dicsr.errors import ModelNotFoundError
-from dicsr.loading.download import HUB_PREFIX, download_model
-from dicsr.loading.model_folder import load_model_folder
-from dicsr.loading.registry import ModelEntry, get_model_entry
+from dicsr.families import NetworkAdapter
+from dicsr.weights._folder import load_model_folder
+from dicsr.weights._hub import HUB_PREFIX, download_model
+from dicsr.weights._zoo import ModelEntry, get_model_entry
 
 __all__ = ["OFFICIAL_CHECKPOINT_SUFFIXES", "load_model"]
 
@@ -46,7 +46,7 @@ def load_model(
     Args:
         ref: ``"dic-celeba"``, ``"hf-hub:org/repo@rev"``, a model folder, a ``.safetensors``
             file with ``config.json`` beside it, an official ``.pth`` checkpoint, or a
-            :class:`~dicsr.loading.ModelEntry`.
+            :class:`~dicsr.weights.ModelEntry`.
         device, dtype: where and in which precision the network runs.
         cache_dir: hub cache folder for downloads.
         revision: hub revision overriding the registry's pin (disables its sha256 check).
@@ -56,18 +56,22 @@ def load_model(
     Raises:
         ModelNotFoundError: the reference names nothing (close registry names are suggested).
         WeightsUnavailableError, IntegrityError: download problems (see :func:`download_model`).
-        CheckpointError and subclasses: unreadable or mismatching weights.
+        CheckpointError and subclasses: unreadable or mismatching weights (including
+            :class:`~dicsr.errors.InvalidWeightsError` for non-float or non-finite tensors).
     """
-    hub_options = {"revision": revision, "cache_dir": cache_dir, "offline": offline, "progress": progress}
+
+    def fetch(target: str | ModelEntry) -> Path:
+        return download_model(
+            target, revision=revision, cache_dir=cache_dir, offline=offline, progress=progress
+        )
+
     if isinstance(ref, ModelEntry):
-        return load_model_folder(download_model(ref, **hub_options), device=device, dtype=dtype)
+        return load_model_folder(fetch(ref), device=device, dtype=dtype)
     text = os.fspath(ref)
     if text.startswith(HUB_PREFIX):
-        return load_model_folder(download_model(text, **hub_options), device=device, dtype=dtype)
+        return load_model_folder(fetch(text), device=device, dtype=dtype)
     if isinstance(ref, str) and _is_registry_name(text):
-        return load_model_folder(
-            download_model(get_model_entry(text), **hub_options), device=device, dtype=dtype
-        )
+        return load_model_folder(fetch(get_model_entry(text)), device=device, dtype=dtype)
     return _load_local(Path(text), device=device, dtype=dtype)
 
 
@@ -79,7 +83,7 @@ def _is_registry_name(text: str) -> bool:
     return True
 
 
-def _load_local(path: Path, *, device: torch.device | str, dtype: torch.dtype) -> NetworkAdapter:
+def _load_local(path: Path, *, device: torch.device | str, dtype: torch.dtype | str) -> NetworkAdapter:
     if path.is_dir():
         return load_model_folder(path, device=device, dtype=dtype)
     if path.is_file() and path.suffix == ".safetensors":
@@ -98,8 +102,8 @@ def _load_local(path: Path, *, device: torch.device | str, dtype: torch.dtype) -
     raise ModelNotFoundError(f"{path}: no such file or folder")  # pragma: no cover - names resolve above
 
 
-def _load_official(path: Path, *, device: torch.device | str, dtype: torch.dtype) -> NetworkAdapter:
-    from dicsr.loading.convert import convert_official_checkpoint
+def _load_official(path: Path, *, device: torch.device | str, dtype: torch.dtype | str) -> NetworkAdapter:
+    from dicsr.weights._convert import convert_official_checkpoint
 
     converted = convert_official_checkpoint(path)
     warnings.warn(

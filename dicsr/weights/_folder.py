@@ -15,12 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dicsr._checkpoint_io import TensorSpec, check_state_dict, load_state_dict_strictly
 from dicsr._files import atomic_write_text, temporary_sibling
-from dicsr.adapters import NetworkAdapter, build_adapter
-from dicsr.config import ModelConfig
 from dicsr.errors import CheckpointError, CorruptCheckpointError, InvalidInputError, ModelNotFoundError
-from dicsr.loading.card import render_model_card
-from dicsr.loading.checkpoint import load_state_dict_strictly
+from dicsr.families import MAX_CONFIG_BYTES, ModelConfig, NetworkAdapter, get_family
+from dicsr.weights._card import render_model_card
 
 __all__ = [
     "CARD_FILENAME",
@@ -29,6 +28,7 @@ __all__ = [
     "load_model_folder",
     "read_folder_config",
     "read_safetensors",
+    "read_safetensors_header",
     "save_model_folder",
 ]
 
@@ -107,25 +107,76 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    path = _existing_weights(path)
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, TensorSpec]:
+    """Key, shape and dtype of every tensor of a safetensors file, from its header alone.
+
+    No tensor is read: a file can be checked against the network it claims to be before memory is
+    spent on either.
+
+    Raises:
+        ModelNotFoundError: no such file.
+        CorruptCheckpointError: zero bytes, truncated, or not a safetensors file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = _existing_weights(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            specs = {}
+            for key in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
+                part = handle.get_slice(key)
+                code = part.get_dtype()
+                specs[key] = TensorSpec(tuple(part.get_shape()), _dtype_name(code), _is_floating(code))
+            return specs
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+# safetensors dtype codes -> torch names (for messages); any other code is shown as it is.
+_SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+}
+
+
+def _dtype_name(code: str) -> str:
+    return _SAFETENSORS_DTYPES.get(code, code)
+
+
+def _is_floating(code: str) -> bool:
+    return code.startswith(("F", "BF"))  # F64/F32/F16, BF16 and the F8_* formats
+
+
+def _existing_weights(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: no such weights file")
     if path.stat().st_size == 0:
         raise CorruptCheckpointError(f"{path} is empty (0 bytes); download or convert it again")
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CorruptCheckpointError(
-            f"{path} is not a readable safetensors file ({exc}); it may be truncated: download or "
-            "convert it again"
-        ) from None
+    return path
+
+
+def _unreadable(path: Path, exc: Exception) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"{path} is not a readable safetensors file ({exc}); it may be truncated: download or "
+        "convert it again"
+    )
 
 
 def read_folder_config(folder: Path) -> ModelConfig:
-    """The ``config.json`` of a model folder.
+    """The ``config.json`` of a model folder, every field checked (see :class:`ModelConfig`).
 
     Raises:
-        CheckpointError: the file is missing or invalid.
+        CheckpointError: the file is missing, too large, not JSON, or a field is invalid; the
+            message names the file and the field.
+        UnknownArchitectureError: ``arch`` names no registered family.
     """
     config_path = folder / CONFIG_FILENAME
     if not config_path.is_file():
@@ -134,13 +185,20 @@ def read_folder_config(folder: Path) -> ModelConfig:
             f"{CONFIG_FILENAME} (convert an official checkpoint with `dicsr convert` to get both)"
         )
     try:
+        size = config_path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CheckpointError(
+                f"{config_path} is {size:,} bytes; a model config is about 1 kB (limit {MAX_CONFIG_BYTES:,})"
+            )
         text = config_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"cannot read {config_path}: {exc}") from None
     try:
         return ModelConfig.from_json(text)
     except CheckpointError as exc:
-        raise CheckpointError(f"{config_path}: {exc}") from None
+        # Name the file, keeping the error's type (UnknownArchitectureError stays one).
+        exc.args = (f"{config_path}: {exc}",)
+        raise
 
 
 def load_model_folder(
@@ -152,15 +210,22 @@ def load_model_folder(
 ) -> NetworkAdapter:
     """Load a model folder strictly and return its adapter on ``device``/``dtype``.
 
+    Nothing is built before it is checked: ``config.json`` field by field, then the weights file's
+    header (keys, shapes, dtypes) against the network the config describes (built on the meta
+    device, so a hostile config allocates nothing), then every value (finite); only then is the
+    network built and loaded.
+
     Args:
         folder: directory holding ``config.json`` and ``model.safetensors``.
         weights_file: another safetensors file to pair with the folder's ``config.json``.
 
     Raises:
         ModelNotFoundError: the folder or weights file does not exist.
-        CheckpointError: ``config.json`` missing or invalid.
+        CheckpointError: ``config.json`` missing or invalid (the message names the field).
         CorruptCheckpointError: the weights file cannot be parsed.
         ArchitectureMismatchError: the weights do not fit the network ``config.json`` describes.
+        InvalidWeightsError: a tensor is not floating point where the network's is, or holds NaN
+            or infinite values.
         UnsupportedDtypeError: the network cannot run in ``dtype`` on ``device``.
     """
     folder = Path(folder)
@@ -168,19 +233,18 @@ def load_model_folder(
         raise ModelNotFoundError(f"{folder}: no such model folder")
     weights_path = Path(weights_file) if weights_file is not None else folder / WEIGHTS_FILENAME
     config = read_folder_config(folder)
-    state_dict = read_safetensors(weights_path)
-    try:
-        adapter = build_adapter(config)
-    except CheckpointError:
-        raise
-    except (TypeError, ValueError) as exc:  # the arch config dataclass refused the values
-        raise CheckpointError(
-            f"{folder / CONFIG_FILENAME}: arch_config does not describe a network: {exc}"
-        ) from None
-    load_state_dict_strictly(
-        adapter.network,
-        state_dict,
-        what=f"{weights_path.name} does not fit the {config.arch} network of {folder / CONFIG_FILENAME} "
-        f"(preset {config.preset!r})",
+    family = get_family(config.arch)
+    what = (
+        f"{weights_path.name} does not fit the {config.arch} network of {folder / CONFIG_FILENAME} "
+        f"(preset {config.preset!r})"
     )
+    check_state_dict(
+        family.expected_tensors(config.arch_config),
+        read_safetensors_header(weights_path),
+        what=what,
+        source=str(weights_path),
+    )
+    state_dict = read_safetensors(weights_path)
+    adapter = family.build_adapter(config)
+    load_state_dict_strictly(adapter.network, state_dict, what=what, source=str(weights_path))
     return adapter.to(device, dtype)

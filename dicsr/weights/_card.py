@@ -1,8 +1,8 @@
 """Model cards: the ``README.md`` published beside each ``model.safetensors``.
 
-A card is rendered from the folder's :class:`~dicsr.config.ModelConfig` and, when the folder was
-made by ``dicsr convert``, a :class:`ConversionRecord` naming the exact source file (sha256) so
-anyone can redo the conversion and compare bytes.
+A card is rendered from the folder's :class:`~dicsr.families.ModelConfig` (and what its family says
+about itself) and, when the folder was made by ``dicsr convert``, a :class:`ConversionRecord`
+naming the exact source file (sha256) so anyone can redo the conversion and compare bytes.
 """
 
 from __future__ import annotations
@@ -11,21 +11,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicsr.config import ModelConfig
+from dicsr.families import ModelConfig, get_family
 
 __all__ = ["ConversionRecord", "render_model_card", "write_zoo_cards"]
 
 # Hub licence identifiers (the card's YAML header); anything unknown is "other" + the text.
 _HUB_LICENSES = {"CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0"}
-
-_CROPS = {
-    "dic_square": "axis-aligned square around the 68 landmarks, enlarged 1.3x, resized to the input size "
-    "(as DIC's CelebA/Helen training crops)",
-    "sparnet_square": "axis-aligned square face box resized to 16 px (as SPARNet's CelebA crops); the "
-    "adapter up-samples it to 128 px with PIL bicubic like the official test script",
-    "ffhq": "FFHQ 5-point similarity warp to a 512 px face (as SPARNetHD's training data)",
-}
-_ARCH_NAMES = {"dic": "DIC / DICGAN generator", "sparnet": "SPARNet generator"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +29,8 @@ class ConversionRecord:
         source_size: its size in bytes.
         layout: how the file stored the generator (``"'state_dict' entry of a training checkpoint"``).
         ignored: top-level entries of the file that were not converted (optimizers, discriminator).
-        spectral_norm_folded: whether SPARNetHD spectral-norm weights were folded.
+        keys_converted: whether the family's key conversion changed any key (e.g. folded a
+            spectral norm).
         num_tensors: tensors written to ``model.safetensors``.
         num_parameters: parameters of the network.
         dicsr_version: version of dicsr that converted it.
@@ -49,7 +41,7 @@ class ConversionRecord:
     source_size: int
     layout: str
     ignored: tuple[str, ...]
-    spectral_norm_folded: bool
+    keys_converted: bool
     num_tensors: int
     num_parameters: int
     dicsr_version: str
@@ -57,6 +49,7 @@ class ConversionRecord:
 
 def render_model_card(config: ModelConfig, *, conversion: ConversionRecord | None = None) -> str:
     """The Markdown model card (with Hub YAML front matter) for a model folder."""
+    family = get_family(config.arch)
     title = config.name or f"{config.arch} ({config.preset})"
     license_id = _HUB_LICENSES.get(config.license, "other")
     lines = [
@@ -75,11 +68,11 @@ def render_model_card(config: ModelConfig, *, conversion: ConversionRecord | Non
     if config.description:
         lines += [config.description, ""]
     rows = [
-        ("architecture", f"{_ARCH_NAMES.get(config.arch, config.arch)}, preset `{config.preset}`"),
+        ("architecture", f"{family.display_name} generator, preset `{config.preset}`"),
         ("input", f"{config.lr_size}×{config.lr_size} RGB face"),
         ("output", f"{config.hr_size}×{config.hr_size} RGB face (×{config.scale})"),
         ("landmarks", str(config.num_landmarks) if config.num_landmarks else "none"),
-        ("crop convention", f"`{config.crop}`: {_CROPS.get(config.crop, config.crop)}"),
+        ("crop convention", f"`{config.crop}`: {family.crop_notes.get(config.crop, config.crop)}"),
         ("normalisation", f"`{json.dumps(dict(config.normalisation), sort_keys=True, ensure_ascii=False)}`"),
         ("training data", config.training_data or "unknown"),
         ("licence", config.license or "unknown"),
@@ -91,7 +84,7 @@ def render_model_card(config: ModelConfig, *, conversion: ConversionRecord | Non
         "## Usage",
         "",
         "```python",
-        "from dicsr.loading import load_model",
+        "from dicsr import load_model",
         "",
         f'model = load_model("{reference}")  # a NetworkAdapter: RGB in [0, 1] -> RGB in [0, 1]',
         "```",
@@ -102,7 +95,7 @@ def render_model_card(config: ModelConfig, *, conversion: ConversionRecord | Non
         "## Provenance",
         "",
     ]
-    lines += _provenance(config, conversion)
+    lines += _provenance(family.key_conversion, conversion)
     lines += [
         "",
         "The licence of these weights is the licence of the official release; dicsr's own licence "
@@ -112,12 +105,13 @@ def render_model_card(config: ModelConfig, *, conversion: ConversionRecord | Non
     return "\n".join(lines)
 
 
-def _provenance(config: ModelConfig, conversion: ConversionRecord | None) -> list[str]:
+def _provenance(key_conversion: str, conversion: ConversionRecord | None) -> list[str]:
     if conversion is None:
+        converted = f", {key_conversion}" if key_conversion else ""
         return [
             "Converted from the official checkpoint with `dicsr convert` (strict load: every tensor "
-            "consumed, every shape checked, spectral norm folded for SPARNetHD). The card written by "
-            "the conversion records the sha256 of the source file; see docs/conversion.md to redo it.",
+            f"consumed, every shape checked{converted}). The card written by the conversion records "
+            "the sha256 of the source file; see docs/conversion.md to redo it.",
         ]
     ignored = ", ".join(f"`{name}`" for name in conversion.ignored) or "nothing"
     return [
@@ -126,7 +120,8 @@ def _provenance(config: ModelConfig, conversion: ConversionRecord | None) -> lis
         f"- source file: `{conversion.source_filename}` ({conversion.source_size:,} bytes)",
         f"- source sha256: `{conversion.source_sha256}`",
         f"- layout read: {conversion.layout}; ignored: {ignored}",
-        f"- spectral norm folded: {'yes' if conversion.spectral_norm_folded else 'no'}",
+        f"- keys converted: {'yes' if conversion.keys_converted else 'no'}"
+        + (f" ({key_conversion})" if conversion.keys_converted and key_conversion else ""),
         f"- strict load: {conversion.num_tensors} tensors, {conversion.num_parameters:,} parameters",
     ]
 
@@ -134,11 +129,11 @@ def _provenance(config: ModelConfig, conversion: ConversionRecord | None) -> lis
 def write_zoo_cards(folder: str | Path) -> list[Path]:
     """Write ``<folder>/<name>/config.json`` and ``README.md`` for every registry entry.
 
-    These are the files published beside each ``model.safetensors`` (the repository's
-    ``weights/`` folder); a test checks the committed copies are up to date.
+    These are the files published beside each ``model.safetensors`` (the repository's ``zoo/``
+    folder); a test checks the committed copies are up to date.
     """
     from dicsr._files import atomic_write_text
-    from dicsr.loading.registry import list_models
+    from dicsr.weights._zoo import list_models
 
     written = []
     for entry in list_models():
