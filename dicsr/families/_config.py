@@ -133,10 +133,10 @@ class ModelConfig:
             CheckpointError: not an object, a required key missing, or any field invalid.
         """
         if not isinstance(data, Mapping):
-            raise CheckpointError(f"config.json must hold a JSON object, not a {type(data).__name__}")
+            raise CheckpointError(f"a model config must be a JSON object, not a {type(data).__name__}")
         missing = [key for key in _REQUIRED if key not in data]
         if missing:
-            raise CheckpointError(f"config.json is missing required keys: {', '.join(missing)}")
+            raise CheckpointError(f"required keys missing: {', '.join(missing)}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -149,15 +149,15 @@ class ModelConfig:
         """
         if len(text) > MAX_CONFIG_BYTES:
             raise CheckpointError(
-                f"config.json is {len(text):,} characters; a model config is about 1 kB "
-                f"(limit {MAX_CONFIG_BYTES:,})"
+                f"{len(text):,} characters is no model config (they are about 1 kB; limit "
+                f"{MAX_CONFIG_BYTES:,})"
             )
         try:
             data = json.loads(text)
         except RecursionError:
-            raise CheckpointError("config.json is nested too deeply to be a model config") from None
+            raise CheckpointError("nested too deeply to be a model config") from None
         except ValueError as exc:  # JSONDecodeError, and integers too long to convert
-            raise CheckpointError(f"config.json is not valid JSON: {exc}") from None
+            raise CheckpointError(f"not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
 
