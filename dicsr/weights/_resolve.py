@@ -44,7 +44,7 @@ def load_model(
     """Load a model by registry name, hub reference, folder or file; return its adapter.
 
     Args:
-        ref: ``"dic-celeba"``, ``"hf-hub:org/repo@rev"``, a model folder, a ``.safetensors``
+        ref: a zoo name, ``"hf-hub:org/repo@rev"``, a model folder, a ``.safetensors``
             file with ``config.json`` beside it, an official ``.pth`` checkpoint, or a
             :class:`~dicsr.weights.ModelEntry`.
         device, dtype: where and in which precision the network runs.

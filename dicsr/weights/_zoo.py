@@ -37,7 +37,7 @@ class ModelEntry:
     """One published model: what it is, where dicsr gets it, and where it originally comes from.
 
     Attributes:
-        name: zoo name users type (``"dic-celeba"``).
+        name: zoo name users type (lower case, ``-`` between words).
         arch: network family (``dicsr.families.get_family(arch)``).
         preset: released configuration of that family.
         hub_repo: Hugging Face Hub repository holding ``config.json`` + ``model.safetensors``.
@@ -147,7 +147,7 @@ def _normalise(name: str) -> str:
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    """The zoo entry called ``name`` (case and ``_``/``-`` are ignored: ``DIC_CelebA`` works).
+    """The zoo entry called ``name`` (case and ``_``/``-`` are ignored: ``My_Model`` finds ``my-model``).
 
     Raises:
         ModelNotFoundError: no such entry; the message suggests close names.
