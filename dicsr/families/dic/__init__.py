@@ -21,7 +21,7 @@ from dicsr.families.dic._adapter import CELEBA_MEAN, DICAdapter
 from dicsr.families.dic._network import DIC, DIC_PRESETS, DICConfig, DICOutput
 from dicsr.families.dic._zoo import ZOO
 
-__all__ = ["CELEBA_MEAN", "DIC", "FAMILY", "MAX_LR_SIZE", "DICAdapter", "DICConfig", "DICFamily", "DICOutput"]
+__all__ = ["CELEBA_MEAN", "DIC", "FAMILY", "DICAdapter", "DICConfig", "DICOutput"]
 
 #: Largest LR side a DIC config may declare: activation memory grows with the square of the side
 #: (about 300 MB per face at the native 16 px, so about 5 GB at 64 px).
@@ -51,7 +51,7 @@ class DICFamily(Family):
 
     def check_sizes(self, config: ModelConfig, arch_config: Any) -> None:
         """The network is fully convolutional: an LR side divisible by 8 (spec §2.4) up to
-        :data:`MAX_LR_SIZE`, and HR = 8 x LR."""
+        ``MAX_LR_SIZE``, and HR = 8 x LR."""
         if config.lr_size % 8 or config.lr_size > MAX_LR_SIZE:
             raise CheckpointError(
                 f"lr_size is {config.lr_size}; DIC needs an LR side divisible by 8, at most {MAX_LR_SIZE}"

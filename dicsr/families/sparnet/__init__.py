@@ -20,7 +20,7 @@ from dicsr.families.sparnet._adapter import SPARNetAdapter
 from dicsr.families.sparnet._network import SPARNET_PRESETS, SPARNet, SPARNetConfig, fold_spectral_norm
 from dicsr.families.sparnet._zoo import ZOO
 
-__all__ = ["FAMILY", "SPARNet", "SPARNetAdapter", "SPARNetConfig", "SPARNetFamily", "fold_spectral_norm"]
+__all__ = ["FAMILY", "SPARNet", "SPARNetAdapter", "SPARNetConfig", "fold_spectral_norm"]
 
 # Peak activation memory of one face in float32, measured on the CPU: small at 128 px, about
 # 1.5 GB for SPARNetHD at 512 px.
