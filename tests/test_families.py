@@ -217,6 +217,19 @@ def test_config_bounds_come_from_the_family(tiny_family: Family) -> None:
         ModelConfig.from_dict({**good.to_dict(), "lr_size": 16})
 
 
+def test_moving_an_adapter_keeps_its_memory_format(tiny_family: Family) -> None:
+    """NetworkAdapter.to changes only what it is told: channels-last survives a later move."""
+    adapter = TINY.build_adapter(TINY.model_config("tiny-x4"))
+    weight = adapter.network.refine.weight
+    assert not weight.is_contiguous(memory_format=torch.channels_last)
+    assert adapter.to("cpu", channels_last=True) is adapter
+    adapter.to("cpu", torch.float32)  # e.g. FaceSuperResolver.to(device) or a user's move
+    weight = adapter.network.refine.weight
+    assert adapter.channels_last and weight.is_contiguous(memory_format=torch.channels_last)
+    adapter.to(channels_last=False)
+    assert not adapter.channels_last and adapter.network.refine.weight.is_contiguous()
+
+
 # --- the built-in families ---------------------------------------------------------------------------------
 
 
