@@ -57,7 +57,7 @@ def worker(setting: str, model: str, batch: int, warmup: int, runs: int, threads
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from eager_reference_dic import load_reference
 
-    from dicsr.loading import convert_official_checkpoint
+    from dicsr.weights import convert_official_checkpoint
 
     torch.set_num_threads(threads)
     network = convert_official_checkpoint(SHARED / "golden" / "DIC_CelebA_ckp.pth").adapter.network

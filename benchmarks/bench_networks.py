@@ -103,8 +103,9 @@ class Network:
 
 
 def build_network(name: str) -> Network:
-    from dicsr.archs.sparnet import SPARNET_PRESETS, SPARNet
-    from dicsr.loading import convert_official_checkpoint
+    from dicsr.families.sparnet import SPARNet
+    from dicsr.families.sparnet._network import SPARNET_PRESETS
+    from dicsr.weights import convert_official_checkpoint
 
     if name == "dic":
         adapter = convert_official_checkpoint(GOLDEN / "DIC_CelebA_ckp.pth").adapter

@@ -53,8 +53,8 @@ PASTE_PARTS = ("paste/background", "paste/faces", "paste/output")
 
 
 def build_resolver(batch_size: int | None, **options: Any) -> Any:
-    from dicsr.loading import convert_official_checkpoint
     from dicsr.pipeline import FaceSuperResolver
+    from dicsr.weights import convert_official_checkpoint
 
     adapter = convert_official_checkpoint(DIC_CHECKPOINT).adapter
     return FaceSuperResolver(

@@ -1,6 +1,6 @@
 """A straightforward eager fp32 DIC generator: the baseline of the DIC latency target (issue 5).
 
-This is the same architecture as :class:`dicsr.archs.dic.DIC` (``shared/specs/dic.md`` §2), written
+This is the same architecture as :class:`dicsr.families.dic.DIC` (``shared/specs/dic.md`` §2), written
 plainly the way the official code is structured, with none of dicsr's optimisations:
 
 * every projection group re-concatenates all previous groups (``torch.cat`` per group, spec §2.1);

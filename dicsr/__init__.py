@@ -17,18 +17,19 @@ from dicsr import errors
 from dicsr._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from dicsr.loading import convert_checkpoint, list_models, load_model
     from dicsr.pipeline import FaceSuperResolver
     from dicsr.results import EnhanceResult, RestoredFace
+    from dicsr.weights import convert_checkpoint, download_model, list_models, load_model
 
 # public name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY_EXPORTS = {
     "FaceSuperResolver": "dicsr.pipeline",
     "EnhanceResult": "dicsr.results",
     "RestoredFace": "dicsr.results",
-    "list_models": "dicsr.loading",
-    "load_model": "dicsr.loading",
-    "convert_checkpoint": "dicsr.loading",
+    "list_models": "dicsr.weights",
+    "load_model": "dicsr.weights",
+    "convert_checkpoint": "dicsr.weights",
+    "download_model": "dicsr.weights",
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "RestoredFace",
     "__version__",
     "convert_checkpoint",
+    "download_model",
     "errors",
     "list_models",
     "load_model",

@@ -269,7 +269,7 @@ def _progress(items: list[tuple[Path, Path]], *, enabled: bool) -> Any:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from dicsr.loading import is_cached, list_models
+    from dicsr.weights import is_cached, list_models
 
     rows = [(entry, is_cached(entry.name)) for entry in list_models()]
     if args.json:
@@ -288,7 +288,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from dicsr.errors import InvalidInputError
-    from dicsr.loading import download_model, resolve_detector_weights
+    from dicsr.weights import download_model, resolve_detector_weights
 
     if not args.names and not args.detector:
         raise InvalidInputError("nothing to download: name a model (see `dicsr models`) or --detector")
@@ -301,7 +301,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from dicsr.loading import convert_checkpoint
+    from dicsr.weights import convert_checkpoint
 
     folder = convert_checkpoint(args.checkpoint, args.output, name=args.name, overwrite=args.overwrite)
     print(f"converted {args.checkpoint} -> {folder}")

@@ -22,6 +22,7 @@ __all__ = [
     "IntegrityError",
     "InvalidImageError",
     "InvalidInputError",
+    "InvalidWeightsError",
     "ModelNotFoundError",
     "NonFiniteValuesError",
     "UnknownArchitectureError",
@@ -71,6 +72,18 @@ class CheckpointError(DicsrError, ValueError):
 
 class CorruptCheckpointError(CheckpointError):
     """The weights file cannot be parsed (truncated, zero bytes, not a checkpoint at all)."""
+
+
+class InvalidWeightsError(CorruptCheckpointError):
+    """A weights tensor is unusable: a non-floating-point dtype where the network holds floating
+    point values (e.g. int64 weights), or NaN/infinite values (e.g. a flipped bit).
+
+    ``tensor`` names the offending state-dict key.
+    """
+
+    def __init__(self, message: str, *, tensor: str) -> None:
+        self.tensor = tensor
+        super().__init__(message)
 
 
 class UnknownArchitectureError(CheckpointError):

@@ -6,7 +6,8 @@ The pipeline only composes parts that live elsewhere:
   rebuilds outputs;
 * :mod:`dicsr.face.detect` finds faces (facexlib RetinaFace);
 * :mod:`dicsr.face.crop` cuts each face out the way its model was trained;
-* :mod:`dicsr.adapters` runs the network (normalisation lives there);
+* :mod:`dicsr.families` runs the network (normalisation lives in the family's adapter) and says
+  what the network can do (landmarks, re-cropping, memory per face);
 * :mod:`dicsr.face.landmarks` decodes heatmaps; :mod:`dicsr.face.paste` blends faces back.
 """
 
@@ -24,13 +25,12 @@ import numpy as np
 import torch
 
 from dicsr._devices import resolve_device, resolve_dtype
-from dicsr.adapters import NetworkAdapter
-from dicsr.config import ModelConfig
 from dicsr.errors import InvalidInputError
 from dicsr.face import crop as face_crop
 from dicsr.face.detect import DetectorNetwork
 from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
 from dicsr.face.paste import paste_faces
+from dicsr.families import Family, ModelConfig, NetworkAdapter, get_family
 from dicsr.image import (
     DEFAULT_MAX_PIXELS,
     Background,
@@ -50,11 +50,6 @@ logger = logging.getLogger(__name__)
 #: Default cap on the restored photo's size when ``upscale`` is left to the model's scale:
 #: an 8x upscale of a 12 MP photo would need ~9 GB of float32 pixels.
 DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000
-
-# Peak activation memory of one face in float32, measured on CPU (specs/dic.md §5: ~285 MB per
-# DIC face; SPARNet at 128 px is small; SPARNetHD at 512 px about 1.5 GB). Used to pick a batch
-# size that fits the free memory of the device.
-_BYTES_PER_FACE = {("dic", 128): 300e6, ("sparnet", 128): 60e6, ("sparnet", 512): 1.6e9}
 
 
 @dataclass(frozen=True)
@@ -89,9 +84,9 @@ class FaceSuperResolver:
     """Restore every face of a photo with a face super-resolution network.
 
     Args:
-        model: a model-zoo name (``dicsr.loading.list_models()``), ``"hf-hub:org/repo[@rev]"``, a
+        model: a model-zoo name (``dicsr.list_models()``), ``"hf-hub:org/repo[@rev]"``, a
             local model folder, ``.safetensors`` file or official ``.pth`` checkpoint, or an
-            already loaded :class:`~dicsr.adapters.NetworkAdapter`.
+            already loaded :class:`~dicsr.families.NetworkAdapter`.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
         dtype: network precision: ``float32`` (default), ``float16`` (CUDA/MPS) or ``bfloat16``.
         channels_last: run convolutions in NHWC memory format (faster on recent GPUs/CPUs).
@@ -103,8 +98,9 @@ class FaceSuperResolver:
         only_center_face: keep only the face closest to the image centre.
         upscale: output scale of the whole photo; default the model's scale (8 for DIC, 1 for
             SPARNetHD), reduced if the output would exceed ``max_output_pixels``.
-        refine_crop: DIC only: re-crop each face from the landmarks DIC itself predicts (the
-            training convention) and run it again when the crop moved noticeably.
+        refine_crop: for families that can (DIC): re-crop each face from the landmarks the network
+            itself predicts (the training convention) and run it again when the crop moved
+            noticeably; ignored for the others.
         batch_size: faces per network call; default chosen from the device's free memory.
         bg_upsampler: callable upscaling the background (e.g. a Real-ESRGAN wrapper); default
             PIL bicubic.
@@ -112,7 +108,7 @@ class FaceSuperResolver:
             still applies to files).
         max_output_pixels: cap on the restored photo when ``upscale`` is not given.
         cache_dir, revision, offline, progress: how model weights are fetched, passed to
-            :func:`dicsr.loading.load_model` (``cache_dir`` is the Hugging Face cache for model
+            :func:`dicsr.weights.load_model` (``cache_dir`` is the Hugging Face cache for model
             weights; ``offline`` also applies to the detector weights).
 
     Options are fixed at construction (read them back through the read-only properties); build
@@ -156,11 +152,12 @@ class FaceSuperResolver:
         if isinstance(model, NetworkAdapter):
             adapter = model
         else:
-            from dicsr.loading import load_model
+            from dicsr.weights import load_model
 
             adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline,
                                  progress=progress)
         self._adapter = adapter.to(device_, dtype_, channels_last=channels_last)
+        self._family: Family = get_family(self.config.arch)
 
         self._detector_name = detector
         self._detector_weights = detector_weights
@@ -168,8 +165,8 @@ class FaceSuperResolver:
         self._max_faces = max_faces
         self._only_center_face = only_center_face
         self._upscale = upscale
-        # Re-cropping needs the 68 landmarks and an axis-aligned box convention (DIC).
-        self._refine_crop = refine_crop and self.config.num_landmarks == 68 and self.config.crop != "ffhq"
+        # Re-cropping needs a family that can place its training crop from its own landmarks.
+        self._refine_crop = refine_crop and self._family.can_recrop(self.config)
         self._batch_size = batch_size
         self._bg_upsampler = bg_upsampler
         self._max_pixels = max_pixels
@@ -226,7 +223,7 @@ class FaceSuperResolver:
         self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
     ) -> FaceSuperResolver:
         """Move the network (not the detector) to another device/dtype; returns ``self``."""
-        self._adapter.to(device, dtype, channels_last=self._adapter.channels_last)
+        self._adapter.to(device, dtype)
         return self
 
     # -- main entry point ----------------------------------------------------------------------
@@ -277,7 +274,7 @@ class FaceSuperResolver:
         with self._detector_lock:
             if self._detector is None:
                 from dicsr.face.detect import FaceDetector
-                from dicsr.loading import resolve_detector_weights
+                from dicsr.weights import resolve_detector_weights
 
                 weights = resolve_detector_weights(
                     self._detector_name, self._detector_weights, offline=self._offline
@@ -314,7 +311,7 @@ class FaceSuperResolver:
     def _auto_batch_size(self) -> int:
         if self._batch_size is not None:
             return self._batch_size
-        per_face = _BYTES_PER_FACE.get((self.config.arch, self.config.hr_size), 300e6)
+        per_face = self._family.bytes_per_face(self.config)
         if self.adapter.dtype != torch.float32:
             per_face /= 2
         if self.device.type == "cuda":
@@ -347,11 +344,12 @@ class FaceSuperResolver:
         self, loaded: LoadedImage, prepared: list[_PreparedFace], results: list[_NetworkResult],
         return_steps: bool,
     ) -> tuple[list[_PreparedFace], list[_NetworkResult]]:
-        """Re-crop faces whose DIC landmarks imply a different training-style box (DIC only).
+        """Re-crop faces whose predicted landmarks imply a different training-style box.
 
-        DIC was trained on boxes made from the 68 ground-truth landmarks (dic.md §1); the first
-        pass runs on the box calibrated from the detector, so DIC's own landmarks give a box closer
-        to the training convention. Faces whose box moves by more than 10% of its side run again.
+        Only for families that can (:meth:`~dicsr.families.Family.can_recrop`, e.g. DIC, trained on
+        boxes made from the 68 ground-truth landmarks, dic.md §1): the first pass runs on the box
+        calibrated from the detector, so the network's own landmarks give a box closer to the
+        training convention. Faces whose box moves by more than 10% of its side run again.
         """
         prepared, results = list(prepared), list(results)
         moved: list[int] = []
@@ -360,14 +358,14 @@ class FaceSuperResolver:
             if landmarks is None or face.crop.box is None:
                 continue
             in_photo = face_crop.apply_affine(face.crop.inverse_affine, landmarks[0])
-            box = face_crop.dic_box_from_landmarks68(in_photo)
+            box = self._family.recrop_box(in_photo)
             if _box_moved(face.crop.box, box):
                 crop = face_crop.crop_face(loaded.rgb, box, convention=self.config.crop,
                                            lr_size=self.config.lr_size, hr_size=self.config.hr_size)
                 prepared[i] = dataclasses.replace(face, crop=crop)
                 moved.append(i)
         if moved:
-            logger.info("refined the crop of %d face(s) from DIC's own landmarks", len(moved))
+            logger.info("refined the crop of %d face(s) from the network's own landmarks", len(moved))
             rerun = self._super_resolve([prepared[i].crop.lr for i in moved], return_steps)
             for i, result in zip(moved, rerun, strict=True):
                 results[i] = result

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from dicsr.loading import (
+from dicsr.weights import (
     convert_checkpoint,
     convert_official_checkpoint,
     convert_state_dict,
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = convert_checkpoint(args.checkpoint, args.output, name=args.name, overwrite=args.overwrite)
 
     official = read_official_checkpoint(args.checkpoint)
-    arch, preset, arch_config = detect_architecture(official)
-    expected = convert_state_dict(official, arch, arch_config)
+    arch, preset, _ = detect_architecture(official)
+    expected = convert_state_dict(official, arch)
     adapter = load_model_folder(folder)
     reloaded = adapter.network.state_dict()
     different = sorted(k for k in expected.keys() | reloaded.keys()

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dicsr import load_model
 from dicsr.face.crop import crop_aligned, crop_face
 from dicsr.face.landmarks import subpixel_landmarks
 from dicsr.image import load_image, save_image, to_uint8
-from dicsr.loading import load_model
 from dicsr.visualize import draw_landmarks
 
 FFHQ_DIC_BOX = (0.095, 0.265, 0.85, 1.02)

@@ -64,7 +64,7 @@ def detector_weights() -> Path:
 @pytest.fixture(scope="session")
 def dic_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dicsr model folder converted from the golden (seeded random) official DIC checkpoint."""
-    from dicsr.loading import convert_checkpoint
+    from dicsr.weights import convert_checkpoint
 
     source = shared_path("golden", "DIC_CelebA_ckp.pth")
     return convert_checkpoint(source, tmp_path_factory.mktemp("models") / "dic-celeba", name="dic-celeba")
@@ -73,7 +73,7 @@ def dic_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sparnet_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dicsr model folder converted from the golden (seeded random) official SPARNet checkpoint."""
-    from dicsr.loading import convert_checkpoint
+    from dicsr.weights import convert_checkpoint
 
     source = shared_path("golden", "SPARNet.pth")
     return convert_checkpoint(source, tmp_path_factory.mktemp("models") / "sparnet", name="sparnet")

@@ -292,7 +292,8 @@ def test_torch_load_is_only_ever_called_with_weights_only():
         text = source.read_text(encoding="utf-8")
         if "from torch import load" in text or "from pickle import load" in text:
             problems.append(f"{source.relative_to(REPO_ROOT)}: imports a bare load()")
-    assert torch_loads >= 2, "expected the checkpoint and detector readers to call torch.load"
+    # One shared reader (dicsr/_checkpoint_io.py) serves model checkpoints and detector weights.
+    assert torch_loads >= 1, "expected the checkpoint reader to call torch.load"
     assert not problems, problems
 
 

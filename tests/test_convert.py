@@ -23,7 +23,7 @@ from dicsr.errors import (
     ModelNotFoundError,
     UnknownArchitectureError,
 )
-from dicsr.loading import (
+from dicsr.weights import (
     convert_checkpoint,
     convert_official_checkpoint,
     detect_architecture,
@@ -31,7 +31,7 @@ from dicsr.loading import (
     load_model_folder,
     read_official_checkpoint,
 )
-from dicsr.loading.checkpoint import read_checkpoint
+from dicsr.weights._checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.shared
 
@@ -167,7 +167,7 @@ def test_module_prefixed_checkpoint_loads(sparnet_state_dict: dict, tmp_path: Pa
 
 
 def test_spectral_norm_layout_is_folded_like_torch_eval(tmp_path: Path) -> None:
-    from dicsr.archs.sparnet import SPARNet, SPARNetConfig
+    from dicsr.families.sparnet import SPARNet, SPARNetConfig
 
     # A tiny SPARNetHD-like layout (InstanceNorm + spectral norm on every conv, sparnet.md §3).
     config = SPARNetConfig(
@@ -380,5 +380,5 @@ def test_converted_config_is_the_published_one(sparnet_folder: Path, dic_folder:
     from conftest import REPO_ROOT
 
     for name, folder in (("sparnet", sparnet_folder), ("dic-celeba", dic_folder)):
-        published = REPO_ROOT / "weights" / name / "config.json"
+        published = REPO_ROOT / "zoo" / name / "config.json"
         assert (folder / "config.json").read_text() == published.read_text(), name

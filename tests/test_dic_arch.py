@@ -16,11 +16,11 @@ import pytest
 import torch
 from conftest import shared_path
 
-from dicsr.adapters.base import NetworkOutput
-from dicsr.adapters.dic import CELEBA_MEAN, DICAdapter
-from dicsr.archs.dic import DIC, DIC_PRESETS, DICConfig, DICOutput
-from dicsr.config import ModelConfig
 from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
+from dicsr.families import ModelConfig, NetworkOutput
+from dicsr.families.dic import CELEBA_MEAN, DIC, FAMILY, DICAdapter, DICConfig, DICOutput
+from dicsr.families.dic._adapter import official_uint8
+from dicsr.families.dic._network import DIC_PRESETS
 
 pytestmark = pytest.mark.shared
 
@@ -142,7 +142,7 @@ def test_module_keeps_no_tensor_state_between_calls(net: DIC) -> None:
 
 
 def test_adapter_builds_the_preset_network(model_config: ModelConfig) -> None:
-    network = DICAdapter.build_network(model_config)
+    network = FAMILY.build_network(model_config.arch_config)
     assert isinstance(network, DIC)
     assert network.config == DIC_PRESETS["dic"]
 
@@ -205,7 +205,7 @@ def test_adapter_output_quantises_to_the_official_png(golden_run, golden: dict[s
     assert len(output.step_images) == len(output.step_heatmaps) == NUM_STEPS
     assert torch.equal(output.step_images[-1], output.images)
     assert torch.equal(output.heatmaps, raw.heatmaps[-1])
-    quantised = DICAdapter.official_uint8(output.images).permute(0, 2, 3, 1).numpy().astype(int)
+    quantised = official_uint8(output.images).permute(0, 2, 3, 1).numpy().astype(int)
     expected = golden["sr_uint8"].astype(int)
     # Equal 8-bit values, except where the official float value lies within the float32 tolerance of
     # a rounding boundary (x.5 levels): there a rounding difference of 1e-6 may flip one level.

@@ -31,8 +31,8 @@ from PIL import Image
 
 from dicsr.errors import DicsrError
 from dicsr.image import load_image
-from dicsr.loading import load_model_folder, read_official_checkpoint
-from dicsr.loading.model_folder import CONFIG_FILENAME, WEIGHTS_FILENAME
+from dicsr.weights import load_model_folder, read_official_checkpoint
+from dicsr.weights._folder import CONFIG_FILENAME, WEIGHTS_FILENAME
 
 pytestmark = [
     pytest.mark.slow,

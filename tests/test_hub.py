@@ -23,8 +23,9 @@ import torch
 from conftest import REPO_ROOT, shared_path
 from hubserver import HubServer
 
-from dicsr.errors import IntegrityError, ModelNotFoundError, WeightsUnavailableError
-from dicsr.loading import (
+from dicsr.errors import IntegrityError, InvalidWeightsError, ModelNotFoundError, WeightsUnavailableError
+from dicsr.weights import (
+    DETECTOR_WEIGHTS,
     ModelEntry,
     download_model,
     get_model_entry,
@@ -32,7 +33,6 @@ from dicsr.loading import (
     load_model,
     resolve_detector_weights,
 )
-from dicsr.loading.detector_weights import DETECTOR_WEIGHTS
 
 pytestmark = pytest.mark.shared
 
@@ -198,7 +198,7 @@ def test_hf_hub_offline_environment_in_a_fresh_process(
         f"""
         import dataclasses, json
         from dicsr.errors import WeightsUnavailableError
-        from dicsr.loading import download_model, get_model_entry
+        from dicsr.weights import download_model, get_model_entry
         entry = dataclasses.replace(get_model_entry("sparnet"), hub_repo={REPO!r}, revision="v1",
                                     sha256={entry.sha256!r}, size={entry.size})
         result = {{"folder": str(download_model(entry, cache_dir={str(tmp_path)!r}))}}
@@ -238,6 +238,24 @@ def test_sha256_mismatch_deletes_the_download(hub: HubServer, sparnet_folder: Pa
         hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
         == _entry(sparnet_folder).sha256
     )
+
+
+def test_non_finite_weights_from_the_hub_are_refused(
+    hub: HubServer, sparnet_folder: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A published folder whose bytes match its sha256 can still hold NaN weights: load refuses them."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("hub") / "sparnet-nan"
+    folder.mkdir()
+    tensors = load_file(sparnet_folder / "model.safetensors")
+    tensors["out_conv.conv2d.weight"] = torch.full_like(tensors["out_conv.conv2d.weight"], float("nan"))
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / "config.json").write_bytes((sparnet_folder / "config.json").read_bytes())
+    hub.add_folder("dicsr-test/sparnet-nan", "v1", folder)
+    with pytest.raises(InvalidWeightsError, match="NaN or infinite") as caught:
+        load_model("hf-hub:dicsr-test/sparnet-nan@v1", cache_dir=tmp_path, progress=False)
+    assert caught.value.tensor == "out_conv.conv2d.weight"
 
 
 def test_missing_file_revision_and_repository(hub: HubServer, sparnet_folder: Path, tmp_path: Path) -> None:

@@ -21,14 +21,11 @@ from conftest import shared_path
 from PIL import Image
 from torch import nn
 
-from dicsr.adapters.sparnet import (
-    SPARNetAdapter,
-    pil_bicubic_resize_uint8,
-    uint8_to_network_space,
-)
-from dicsr.archs.sparnet import SPARNET_PRESETS, SPARNet, SPARNetConfig, fold_spectral_norm
-from dicsr.config import ModelConfig
 from dicsr.errors import CheckpointError, UnsupportedDtypeError
+from dicsr.families import ModelConfig
+from dicsr.families.sparnet import FAMILY, SPARNet, SPARNetAdapter, SPARNetConfig, fold_spectral_norm
+from dicsr.families.sparnet._adapter import official_uint8, pil_bicubic_resize_uint8, uint8_to_network_space
+from dicsr.families.sparnet._network import SPARNET_PRESETS
 
 PARITY_ATOL = 1e-5
 
@@ -124,12 +121,12 @@ def test_every_attention_map_matches_golden(golden, golden_run):
 def test_official_uint8_reproduces_golden_bits(golden, golden_run):
     official = torch.from_numpy(golden["output_uint8_hwc"])
     golden_images = torch.from_numpy(golden["output"]).add(1.0).div(2.0).clamp(0.0, 1.0)
-    quantised = SPARNetAdapter.official_uint8(golden_images)
+    quantised = official_uint8(golden_images)
     assert quantised.dtype == torch.uint8
     assert torch.equal(quantised.permute(0, 2, 3, 1), official)
     # Our own float output: truncation can move a value by one level only where our float32
     # result differs from the golden one by an ulp across an integer boundary.
-    ours = SPARNetAdapter.official_uint8(golden_run[0].add(1.0).div(2.0).clamp(0.0, 1.0))
+    ours = official_uint8(golden_run[0].add(1.0).div(2.0).clamp(0.0, 1.0))
     assert (ours.permute(0, 2, 3, 1).int() - official.int()).abs().max() <= 1
 
 
@@ -345,11 +342,11 @@ def test_adapter_validates_config_and_dtype():
     with pytest.raises(CheckpointError, match="hr_size"):
         SPARNetAdapter(network, _sparnet_model_config(hr_size=64))
     with pytest.raises(CheckpointError, match="arch_config"):
-        SPARNetAdapter.build_network(_sparnet_model_config(arch_config={"attention": "spar"}))
+        FAMILY.build_network(_sparnet_model_config(arch_config={"attention": "spar"}).arch_config)
     with pytest.raises(UnsupportedDtypeError):
         SPARNetAdapter(network, _sparnet_model_config()).to("cpu", torch.float16)
-    built = SPARNetAdapter.build_network(
-        _sparnet_model_config(arch_config=dataclasses.asdict(SPARNET_PRESETS["sparnet-light"]))
+    built = FAMILY.build_network(
+        _sparnet_model_config(arch_config=dataclasses.asdict(SPARNET_PRESETS["sparnet-light"])).arch_config
     )
     assert isinstance(built, SPARNet) and built.config == SPARNET_PRESETS["sparnet-light"]
     assert SPARNetAdapter.normalisation()["range"] == [-1.0, 1.0]

@@ -24,10 +24,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from dicsr.config import CropConvention
 from dicsr.errors import InvalidInputError
 from dicsr.face.detect import DetectedFace
 from dicsr.image._resample import resize_float
@@ -38,6 +38,7 @@ __all__ = [
     "DIC_BOX_ENLARGE",
     "FFHQ_TEMPLATE_512",
     "Box",
+    "CropConvention",
     "FaceCrop",
     "apply_affine",
     "box_affine",
@@ -53,11 +54,16 @@ __all__ = [
     "warp_affine",
 ]
 
+#: How a face is cut out of a photo for a model (see docs/model-zoo.md):
+#: ``dic_square``: axis-aligned square around the 68 landmarks, enlarged 1.3x (DIC/DICGAN);
+#: ``sparnet_square``: axis-aligned square face box (SPARNet on CelebA crops);
+#: ``ffhq``: FFHQ 5-point similarity warp (SPARNetHD).
+CropConvention = Literal["dic_square", "sparnet_square", "ffhq"]
 Box = tuple[float, float, float, float]
 CropTarget = DetectedFace | Sequence[float] | np.ndarray
 
 #: DIC training crops: square around the 68-landmark box enlarged by this factor (model card of
-#: the DIC configurations, dicsr.config ``dic_square``; spec dic.md §1 "crop face bbox").
+#: the DIC configurations, convention ``dic_square``; spec dic.md §1 "crop face bbox").
 DIC_BOX_ENLARGE = 1.3
 
 # --- calibrated detection → DIC-box model (benchmarks/calibrate_dic_crop.py, docs/face-crops.md) ----

@@ -34,14 +34,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dicsr.errors import (
-    ArchitectureMismatchError,
-    CorruptCheckpointError,
-    InvalidInputError,
-    ModelNotFoundError,
-    UnsupportedDeviceError,
-    UnsupportedDtypeError,
-)
+from dicsr._checkpoint_io import load_state_dict_strictly, read_torch_checkpoint
+from dicsr._devices import resolve_device
+from dicsr.errors import InvalidInputError, ModelNotFoundError, UnsupportedDtypeError
 
 __all__ = ["TINY_FACE_PX", "DetectedFace", "FaceDetector"]
 
@@ -145,7 +140,7 @@ class FaceDetector:
                 f"score_threshold must be in [0, 1] and nms_threshold in (0, 1], "
                 f"got {score_threshold} and {nms_threshold}"
             )
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         if half and self.device.type != "cuda":
             raise UnsupportedDtypeError("half-precision detection needs a CUDA device; use half=False")
         self.network = network
@@ -279,33 +274,23 @@ def _check_rgb_uint8(image: Any) -> None:
 # --- building the network -------------------------------------------------------------------------
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise UnsupportedDeviceError(f"not a torch device: {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UnsupportedDeviceError(f"device {device!r} requested but CUDA is not available")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise UnsupportedDeviceError(f"device {device!r} requested but MPS is not available")
-    return resolved
-
-
 def _build_retinaface(weights: Path, network: DetectorNetwork, device: torch.device, half: bool) -> Any:
     if not weights.is_file():
         raise ModelNotFoundError(
             f"RetinaFace weights not found: {weights}; pass the path of facexlib's "
             f"detection_{'mobilenet0.25' if network == 'mobile0.25' else 'Resnet50'}_Final.pth"
         )
-    state = _read_state_dict(weights)
+    state = read_torch_checkpoint(weights).state_dict
     # Built on CPU first so a mismatch is reported before anything is moved to the device.
     with warnings.catch_warnings():
         # facexlib builds its ResNet-50 backbone with torchvision's deprecated `pretrained=False`;
         # the warning is about facexlib's call, not anything a dicsr user can change.
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torchvision\.models\._utils")
         net = _retinaface_class()(network_name=network, half=False, phase="test", device=torch.device("cpu"))
-    _check_state_dict_fits(net, state, weights, network)
-    net.load_state_dict(state, strict=True)
+    load_state_dict_strictly(
+        net, state, what=f"{weights} is not a RetinaFace {network} state dict (check the network= argument)",
+        source=str(weights),
+    )
     net.device = device
     net.mean_tensor = net.mean_tensor.to(device)
     net.half_inference = half
@@ -374,35 +359,3 @@ def _anchor_priors(cfg: Mapping[str, Any], height: int, width: int) -> torch.Ten
         blocks.append(np.stack(per_size, axis=2).reshape(-1, 4))
     priors = torch.from_numpy(np.concatenate(blocks).astype(np.float32))
     return priors.clamp_(min=0, max=1) if cfg["clip"] else priors
-
-
-def _read_state_dict(weights: Path) -> dict[str, torch.Tensor]:
-    try:
-        loaded = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip, EOF and Runtime errors for bad files
-        raise CorruptCheckpointError(f"cannot read detector weights {weights}: {exc}") from exc
-    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise CorruptCheckpointError(f"{weights} does not hold a state dict of tensors")
-    return {key.removeprefix("module."): value for key, value in loaded.items()}
-
-
-def _check_state_dict_fits(
-    net: torch.nn.Module, state: Mapping[str, torch.Tensor], weights: Path, network: str
-) -> None:
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        (key, tuple(expected[key].shape), tuple(state[key].shape))
-        for key in sorted(set(expected) & set(state))
-        if expected[key].shape != state[key].shape
-    ]
-    if missing or unexpected or mismatched:
-        raise ArchitectureMismatchError(
-            f"{weights} is not a RetinaFace {network} state dict (check the network= argument)",
-            missing=missing,
-            unexpected=unexpected,
-            mismatched=mismatched,
-        )
