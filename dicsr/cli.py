@@ -7,10 +7,13 @@ diagnostics go through :mod:`logging` (``-v`` shows them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +47,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.handler(args))
+        with _sigterm_interrupts():
+            return int(args.handler(args))
     except DicsrError as exc:
         print(f"dicsr: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("dicsr: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("dicsr: interrupted", file=sys.stderr)
         return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, a batch scheduler), raised like Ctrl-C where the program is.
+
+    Raising it, rather than dying at once, lets every ``finally`` run: an output being written is
+    left as a removed temporary file, never as a truncated file under its final name.
+    """
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while the command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -177,6 +209,7 @@ def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
 
 
 def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Namespace) -> int:
+    from dicsr._files import atomic_write_text
     from dicsr.image import save_image
     from dicsr.visualize import draw_landmarks, side_by_side
 
@@ -193,7 +226,8 @@ def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Names
         for index, face in enumerate(result.faces):
             save_image(face.image, target.with_name(f"{target.stem}_face{index:02d}.png"))
     if args.save_landmarks:
-        target.with_suffix(".json").write_text(json.dumps(_landmarks_record(source, result), indent=2))
+        record = json.dumps(_landmarks_record(source, result), indent=2)
+        atomic_write_text(target.with_suffix(".json"), record)
     return result.num_faces
 
 

@@ -41,6 +41,7 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dicsr._files import temporary_sibling
 from dicsr.errors import ImageTooLargeError, InvalidImageError, InvalidInputError, NonFiniteValuesError
 
 __all__ = [
@@ -702,6 +704,10 @@ def save_image(
       16-bit data is quantised to 8 bits with a logged warning.
     * WebP holds 8-bit RGB/RGBA; other formats are whatever Pillow supports for the mode.
 
+    The file is written atomically: to a temporary file beside ``path`` (a hidden
+    ``.NAME.PID.XXXX.tmp``), then renamed, so ``path`` is either the old file or the complete new
+    one, never a partial write.
+
     Args:
         image: a PIL image, an ``H×W[×C]`` numpy array (uint8, uint16 or float in ``[0, 1]``,
             which is written as 16-bit to PNG and 8-bit elsewhere) or a ``[1×]C×H×W`` tensor.
@@ -719,7 +725,7 @@ def save_image(
     else:
         loaded = load_image(image, channel_order=channel_order, max_pixels=None)
         if loaded.bit_depth != 8 and not loaded.was_grayscale and suffix == ".png":
-            _write_png16(path, loaded)
+            _write_atomically(path, "RGB(A) 16-bit", lambda partial: _write_png16(partial, loaded))
             return path
         pil = _to_pil(_planes_of(loaded), _with_depth(loaded, 16 if loaded.bit_depth != 8 else 8))
     pil = _pil_for_format(pil, suffix)
@@ -728,11 +734,26 @@ def save_image(
         options["quality"] = quality
     if pil.info.get("icc_profile"):
         options["icc_profile"] = pil.info["icc_profile"]
-    try:
-        pil.save(path, **options)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidImageError(f"cannot write {path} ({pil.mode} image): {exc}") from exc
+    # The temporary file's name says nothing about the format: name it from the target's suffix.
+    image_format = Image.registered_extensions().get(suffix)
+    if image_format is None:
+        raise InvalidImageError(f"cannot write {path}: unknown image file extension {path.suffix!r}")
+    _write_atomically(path, f"{pil.mode} image", lambda partial: pil.save(partial, image_format, **options))
     return path
+
+
+def _write_atomically(path: Path, what: str, write: Callable[[Path], object]) -> None:
+    """Run ``write`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    Readers (and a later run deciding what is done) never see a half-written file under ``path``:
+    an interrupted or failed write leaves ``path`` as it was.
+    """
+    try:
+        with temporary_sibling(path) as partial:
+            write(partial)
+            os.replace(partial, path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidImageError(f"cannot write {path} ({what}): {exc}") from exc
 
 
 def _planes_of(loaded: LoadedImage) -> np.ndarray:
