@@ -1,0 +1,175 @@
+"""``dicsr enhance``: its options, the run over the inputs, and the summary it prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dicsr._cli.inputs import collect_inputs, no_inputs_error
+from dicsr._cli.outputs import output_path
+from dicsr.errors import DicsrError, InvalidInputError
+
+__all__ = ["add_enhance_parser"]
+
+logger = logging.getLogger("dicsr.cli")
+
+
+def add_enhance_parser(sub: Any) -> None:
+    """Add the ``enhance`` sub-command to the ``dicsr`` parser's sub-parsers."""
+    enhance = sub.add_parser("enhance", help="restore the faces in photos")
+    enhance.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
+    enhance.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    enhance.add_argument("-m", "--model", default="dic-celeba",
+                         help="zoo name, hf-hub:org/repo[@rev], model folder or checkpoint")
+    enhance.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    enhance.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
+    enhance.add_argument("--channels-last", action="store_true",
+                         help="NHWC memory format (with --dtype bfloat16: the CPU fast path)")
+    enhance.add_argument("--upscale", type=float, default=None,
+                         help="output scale of the photo (default: the model's scale)")
+    enhance.add_argument("--only-center-face", action="store_true")
+    enhance.add_argument("--max-faces", type=int, default=None)
+    enhance.add_argument("--aligned", action="store_true", help="inputs are already face crops")
+    enhance.add_argument("--detector", default="mobile0.25", choices=["mobile0.25", "resnet50"])
+    enhance.add_argument("--detector-weights", type=Path, default=None, help="local detector weights")
+    enhance.add_argument("--score-threshold", type=float, default=0.5)
+    enhance.add_argument("--batch-size", type=int, default=None)
+    enhance.add_argument("--max-pixels", type=int, default=None,
+                         help="refuse inputs with more pixels (decompression-bomb guard; 0 = no limit; "
+                              "default 89,478,485)")
+    enhance.add_argument("--save-faces", action="store_true", help="also write each restored face")
+    enhance.add_argument("--save-landmarks", action="store_true",
+                         help="write a JSON per image with boxes and landmarks in photo coordinates")
+    enhance.add_argument("--draw-landmarks", action="store_true", help="draw landmarks on the output")
+    enhance.add_argument("--compare", action="store_true", help="also write input|output side by side")
+    enhance.add_argument("--ext", default=None, help="output format, e.g. png (default: keep the input's)")
+    enhance.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip)")
+    enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
+    enhance.add_argument("--offline", action="store_true", help="never touch the network")
+    enhance.set_defaults(handler=run_enhance)
+
+
+@dataclass
+class _Summary:
+    images: int = 0
+    faces: int = 0
+    skipped: int = 0
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def run_enhance(args: argparse.Namespace) -> int:
+    """Run ``dicsr enhance`` with parsed arguments; returns the exit code."""
+    from dicsr.pipeline import FaceSuperResolver
+
+    inputs = list(collect_inputs(args.inputs))
+    if not inputs:
+        raise no_inputs_error(args.inputs)
+    args.output.mkdir(parents=True, exist_ok=True)
+    resolver = FaceSuperResolver(
+        args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+        upscale=args.upscale,
+        only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
+        detector_weights=args.detector_weights, score_threshold=args.score_threshold,
+        batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
+        **_max_pixels_option(args.max_pixels),
+    )
+    summary = _Summary()
+    for source, relative in _progress(inputs, enabled=not args.no_progress):
+        target = output_path(args.output, relative, args.ext)
+        if target.exists() and not args.overwrite:
+            summary.skipped += 1
+            logger.info("skip %s: %s exists (use --overwrite)", source, target)
+            continue
+        try:
+            faces = _enhance_one(resolver, source, target, args)
+        except DicsrError as exc:
+            summary.failures.append((source, str(exc)))
+            logger.warning("failed %s: %s", source, exc)
+            continue
+        except (OSError, ValueError, RuntimeError) as exc:  # never let one file stop the batch
+            summary.failures.append((source, f"{type(exc).__name__}: {exc}"))
+            logger.warning("failed %s: %s", source, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            continue
+        summary.images += 1
+        summary.faces += faces
+
+    print(f"dicsr: {summary.images} image(s) restored, {summary.faces} face(s), "
+          f"{summary.skipped} skipped, {len(summary.failures)} failed")
+    for source, reason in summary.failures:
+        print(f"  failed: {source}: {reason.splitlines()[0] if reason else 'unknown error'}")
+    return 1 if summary.failures else 0
+
+
+def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
+    """``--max-pixels``: absent keeps the library default, 0 lifts the limit."""
+    if max_pixels is None:
+        return {}
+    if max_pixels < 0:
+        raise InvalidInputError(f"--max-pixels must be >= 0, got {max_pixels}")
+    return {"max_pixels": max_pixels or None}
+
+
+def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Namespace) -> int:
+    from dicsr._files import atomic_write_text
+    from dicsr.image import save_image
+    from dicsr.visualize import draw_landmarks, side_by_side
+
+    result = resolver.enhance(source, aligned=args.aligned)
+    output = result.image
+    if args.draw_landmarks:
+        points = [f.landmarks_in_output for f in result.faces if f.landmarks_in_output is not None]
+        output = draw_landmarks(output, points)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_image(output, target)
+    if args.compare:
+        save_image(side_by_side(source, output), target.with_name(f"{target.stem}_compare{target.suffix}"))
+    if args.save_faces:
+        for index, face in enumerate(result.faces):
+            save_image(face.image, target.with_name(f"{target.stem}_face{index:02d}.png"))
+    if args.save_landmarks:
+        record = json.dumps(_landmarks_record(source, result), indent=2)
+        atomic_write_text(target.with_suffix(".json"), record)
+    return result.num_faces
+
+
+def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
+    """JSON-ready description of the faces of one image, in output-photo coordinates."""
+    scale = result.upscale
+
+    def to_output(values: Any) -> Any:
+        # input-photo coordinates -> restored-photo coordinates (integers are pixel centres)
+        if values is None:
+            return None
+        return ((np.asarray(values, dtype=np.float64) + 0.5) * scale - 0.5).tolist()
+
+    faces = []
+    for face in result.faces:
+        faces.append({
+            "score": face.score,
+            "box": to_output(face.detection_box),
+            "crop_box": to_output(face.box),
+            "points5": to_output(face.points5),
+            "landmarks68": None if face.landmarks_in_output is None else face.landmarks_in_output.tolist(),
+        })
+    width, height = result.input_size
+    return {
+        "input": str(source),
+        "input_size": [width, height],
+        "upscale": scale,
+        "coordinates": "restored-photo pixels, (x, y), integer values are pixel centres",
+        "faces": faces,
+    }
+
+
+def _progress(items: list[tuple[Path, Path]], *, enabled: bool) -> Any:
+    if not enabled or len(items) < 2:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="dicsr", unit="img")
