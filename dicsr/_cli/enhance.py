@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from dicsr._cli.inputs import collect_inputs, no_inputs_error
-from dicsr._cli.outputs import output_path
+from dicsr._cli.outputs import OutputFiles, check_output_format, plan_outputs
 from dicsr.errors import DicsrError, InvalidInputError
 
 __all__ = ["add_enhance_parser"]
@@ -70,6 +70,11 @@ def run_enhance(args: argparse.Namespace) -> int:
     inputs = list(collect_inputs(args.inputs))
     if not inputs:
         raise no_inputs_error(args.inputs)
+    check_output_format(args.ext)
+    plans = plan_outputs(
+        [relative for _, relative in inputs], [source for source, _ in inputs], args.output, ext=args.ext,
+        landmarks=args.save_landmarks, compare=args.compare, faces=args.save_faces,
+    )
     args.output.mkdir(parents=True, exist_ok=True)
     resolver = FaceSuperResolver(
         args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
@@ -80,14 +85,14 @@ def run_enhance(args: argparse.Namespace) -> int:
         **_max_pixels_option(args.max_pixels),
     )
     summary = _Summary()
-    for source, relative in _progress(inputs, enabled=not args.no_progress):
-        target = output_path(args.output, relative, args.ext)
-        if target.exists() and not args.overwrite:
+    jobs = [(source, plan) for (source, _), plan in zip(inputs, plans, strict=True)]
+    for source, outputs in _progress(jobs, enabled=not args.no_progress):
+        if outputs.image.exists() and not args.overwrite:
             summary.skipped += 1
-            logger.info("skip %s: %s exists (use --overwrite)", source, target)
+            logger.info("skip %s: %s exists (use --overwrite)", source, outputs.image)
             continue
         try:
-            faces = _enhance_one(resolver, source, target, args)
+            faces = _enhance_one(resolver, source, outputs, args)
         except DicsrError as exc:
             summary.failures.append((source, str(exc)))
             logger.warning("failed %s: %s", source, exc)
@@ -115,7 +120,7 @@ def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
     return {"max_pixels": max_pixels or None}
 
 
-def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Namespace) -> int:
+def _enhance_one(resolver: Any, source: Path, outputs: OutputFiles, args: argparse.Namespace) -> int:
     from dicsr._files import atomic_write_text
     from dicsr.image import save_image
     from dicsr.visualize import draw_landmarks, side_by_side
@@ -125,16 +130,14 @@ def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Names
     if args.draw_landmarks:
         points = [f.landmarks_in_output for f in result.faces if f.landmarks_in_output is not None]
         output = draw_landmarks(output, points)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save_image(output, target)
-    if args.compare:
-        save_image(side_by_side(source, output), target.with_name(f"{target.stem}_compare{target.suffix}"))
-    if args.save_faces:
+    save_image(output, outputs.image)
+    if outputs.compare is not None:
+        save_image(side_by_side(source, output), outputs.compare)
+    if outputs.faces is not None:
         for index, face in enumerate(result.faces):
-            save_image(face.image, target.with_name(f"{target.stem}_face{index:02d}.png"))
-    if args.save_landmarks:
-        record = json.dumps(_landmarks_record(source, result), indent=2)
-        atomic_write_text(target.with_suffix(".json"), record)
+            save_image(face.image, outputs.face(index))
+    if outputs.landmarks is not None:
+        atomic_write_text(outputs.landmarks, json.dumps(_landmarks_record(source, result), indent=2))
     return result.num_faces
 
 
@@ -167,7 +170,7 @@ def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
     }
 
 
-def _progress(items: list[tuple[Path, Path]], *, enabled: bool) -> Any:
+def _progress(items: list[Any], *, enabled: bool) -> Any:
     if not enabled or len(items) < 2:
         return items
     from tqdm import tqdm

@@ -1,13 +1,133 @@
-"""What ``dicsr enhance`` writes for each input, and under which names."""
+"""What ``dicsr enhance`` writes for each input, and under which names.
+
+Naming (docs/cli.md, *Output names*): an input found at ``REL/NAME.EXT`` below its argument (a file
+or glob match: just ``NAME.EXT``) writes ``OUT/REL/STEM.EXT`` (``.EXT`` replaced by ``--ext``) and,
+when asked, ``STEM.json``, ``STEM_compare.EXT`` and ``STEM_faceNN.png`` beside it. ``STEM`` is
+``NAME``, except when several inputs of one folder share ``NAME`` (``a.jpg`` and ``a.png``): then
+each of them keeps its whole file name as its stem (``a.jpg.png``, ``a.jpg.json``,
+``a.jpg_face00.png``), so no two inputs write the same file. Names are compared without regard to
+case, as many file systems do. A clash that remains (the same relative path under two arguments)
+stops the run before anything is written.
+"""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["output_path"]
+from PIL import Image
+
+from dicsr.errors import InvalidInputError
+
+__all__ = ["OutputFiles", "check_output_format", "plan_outputs"]
+
+_FACE_NAME = re.compile(r"(?P<stem>.*)_face\d{2,}\.png", re.S)
 
 
-def output_path(root: Path, relative: Path, ext: str | None) -> Path:
-    """The restored photo of the input found at ``relative`` below its argument."""
-    target = root / relative
-    return target.with_suffix("." + ext.lstrip(".")) if ext else target
+@dataclass(frozen=True)
+class OutputFiles:
+    """Every file one input may write; ``None`` for what was not asked for.
+
+    Attributes:
+        image: the restored photo.
+        landmarks: the landmarks JSON (``--save-landmarks``).
+        compare: the input beside the output (``--compare``).
+        faces: folder and stem of the restored faces (``--save-faces``): face ``i`` is
+            ``<faces>_face<ii>.png``.
+    """
+
+    image: Path
+    landmarks: Path | None = None
+    compare: Path | None = None
+    faces: Path | None = None
+
+    def face(self, index: int) -> Path:
+        """The file of the ``index``-th restored face."""
+        if self.faces is None:
+            raise ValueError("faces were not asked for")
+        return self.faces.with_name(f"{self.faces.name}_face{index:02d}.png")
+
+    def named_files(self) -> Iterator[Path]:
+        """The files whose names are known before the run (all but the faces)."""
+        yield self.image
+        if self.landmarks is not None:
+            yield self.landmarks
+        if self.compare is not None:
+            yield self.compare
+
+
+def check_output_format(ext: str | None) -> None:
+    """Refuse an ``--ext`` that Pillow cannot write, before anything runs."""
+    if ext is None:
+        return
+    suffix = "." + ext.lstrip(".").lower()
+    if Image.registered_extensions().get(suffix) not in Image.SAVE:
+        raise InvalidInputError(f"--ext {ext}: not an image format Pillow can write (e.g. png, jpg, webp)")
+
+
+def plan_outputs(
+    relatives: Sequence[Path],
+    sources: Sequence[Path],
+    root: Path,
+    *,
+    ext: str | None,
+    landmarks: bool,
+    compare: bool,
+    faces: bool,
+) -> list[OutputFiles]:
+    """The outputs of each input (``relatives[i]`` is where ``sources[i]`` was found below its argument).
+
+    Raises:
+        InvalidInputError: two inputs would still write one file (see the module docstring).
+    """
+    shared = Counter(_stem_key(relative) for relative in relatives)
+    plans = []
+    for relative in relatives:
+        stem = relative.name if shared[_stem_key(relative)] > 1 else relative.stem
+        suffix = "." + ext.lstrip(".") if ext else relative.suffix
+        folder = root / relative.parent
+        plans.append(OutputFiles(
+            image=folder / f"{stem}{suffix}",
+            landmarks=folder / f"{stem}.json" if landmarks else None,
+            compare=folder / f"{stem}_compare{suffix}" if compare else None,
+            faces=folder / stem if faces else None,
+        ))
+    clashes = _clashes(plans, sources)
+    if clashes:
+        shown = "; ".join(clashes[:3]) + (f"; and {len(clashes) - 3} more" if len(clashes) > 3 else "")
+        raise InvalidInputError(
+            f"output names clash, nothing was written: {shown}. Give such inputs separate output "
+            f"folders (one run per -o)"
+        )
+    return plans
+
+
+def _stem_key(relative: Path) -> tuple[str, str]:
+    return str(relative.parent).casefold(), relative.stem.casefold()
+
+
+def _clashes(plans: Sequence[OutputFiles], sources: Sequence[Path]) -> list[str]:
+    """Every file two inputs would both write (face files by their stem)."""
+    clashes = []
+    writers: dict[str, tuple[Path, Path]] = {}  # case-folded name -> (file, the input writing it)
+    face_writers: dict[tuple[str, str], Path] = {}
+    for plan, source in zip(plans, sources, strict=True):
+        if plan.faces is not None:
+            key = (str(plan.faces.parent).casefold(), plan.faces.name.casefold())
+            if key in face_writers:
+                clashes.append(f"{face_writers[key]} and {source} would both write {plan.face(0)}, ...")
+            face_writers.setdefault(key, source)
+        for path in plan.named_files():
+            folded = str(path).casefold()
+            if folded in writers and writers[folded][1] != source:
+                clashes.append(f"{writers[folded][1]} and {source} would both write {path}")
+            writers.setdefault(folded, (path, source))
+    for folded, (path, writer) in writers.items():
+        face = _FACE_NAME.fullmatch(Path(folded).name)
+        face_writer = face_writers.get((str(Path(folded).parent), face["stem"])) if face else None
+        if face_writer is not None and face_writer != writer:
+            clashes.append(f"{writer} and {face_writer} would both write {path}")
+    return clashes

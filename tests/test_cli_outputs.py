@@ -1,0 +1,142 @@
+"""Which files ``dicsr enhance`` writes, under which names, and which it leaves alone.
+
+* Two inputs never write one file: inputs of one folder that share a stem (``a.jpg``, ``a.png``)
+  keep their whole name as the stem of every output; a clash that remains stops the run before
+  anything is written.
+* An output folder equal to or inside an input folder is refused unless asked for; even then no
+  input is ever replaced and no earlier output is read back as an input.
+* Existing outputs are skipped file by file: a re-run that asks for more writes only what is missing.
+
+Real photos, the golden SPARNet model folder and the real RetinaFace weights, through
+``dicsr.cli.main`` in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import shared_path
+from PIL import Image
+
+from dicsr.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def enhance(capsys, inputs, output, model, weights, *extra: object) -> tuple[int, str, str]:
+    inputs = inputs if isinstance(inputs, list) else [inputs]
+    return run(capsys, "enhance", *inputs, "-o", output, "--model", model, "--detector-weights", weights,
+               "--upscale", "1", "--no-progress", "--offline", *extra)
+
+
+def files_in(folder: Path) -> list[str]:
+    """Every file below ``folder``, relative, without dicsr's hidden bookkeeping."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
+                  and not p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def one_face() -> Path:
+    return shared_path("faces", "face_recognition", "examples", "obama-240p.jpg")  # 427x240, 1 face
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory) -> Path:
+    people = Image.open(shared_path("faces", "face_recognition", "examples", "two_people.jpg")).convert("RGB")
+    path = tmp_path_factory.mktemp("two") / "two.png"
+    people.resize((people.width // 4, people.height // 4), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+@pytest.fixture
+def same_stem(tmp_path, one_face, two_faces) -> Path:
+    """``a.jpg`` (one face) and ``a.png`` (two faces) in one folder, plus ``b.jpg``."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(one_face, folder / "a.jpg")
+    shutil.copy(two_faces, folder / "a.png")
+    shutil.copy(one_face, folder / "b.jpg")
+    return folder
+
+
+# --- names -------------------------------------------------------------------------------------------
+
+
+def test_inputs_sharing_a_stem_keep_their_whole_name_in_every_output(
+        capsys, same_stem, tmp_path, sparnet_model_dir, detector_weights):
+    out = tmp_path / "out"
+    code, stdout, err = enhance(capsys, same_stem, out, sparnet_model_dir, detector_weights, "--ext", "png",
+                                "--save-landmarks", "--save-faces", "--compare")
+    assert code == 0, err
+    assert "3 image(s) restored, 4 face(s), 0 skipped, 0 failed" in stdout
+    assert files_in(out) == sorted([
+        "a.jpg.png", "a.jpg.json", "a.jpg_compare.png", "a.jpg_face00.png",
+        "a.png.png", "a.png.json", "a.png_compare.png", "a.png_face00.png", "a.png_face01.png",
+        "b.png", "b.json", "b_compare.png", "b_face00.png",  # b has no namesake: plain stem
+    ])
+    for stem, source in (("a.jpg", "a.jpg"), ("a.png", "a.png"), ("b", "b.jpg")):
+        record = json.loads((out / f"{stem}.json").read_text())
+        assert Path(record["input"]) == same_stem / source
+    assert Image.open(out / "a.png.png").size == Image.open(same_stem / "a.png").size
+    assert Image.open(out / "a.jpg.png").size == Image.open(same_stem / "a.jpg").size
+
+
+def test_without_ext_the_namesakes_keep_their_own_format(capsys, same_stem, tmp_path, sparnet_model_dir,
+                                                         detector_weights):
+    out = tmp_path / "out"
+    code, stdout, err = enhance(capsys, same_stem, out, sparnet_model_dir, detector_weights, "--save-landmarks")
+    assert code == 0, err
+    assert files_in(out) == sorted(["a.jpg.jpg", "a.jpg.json", "a.png.png", "a.png.json", "b.jpg", "b.json"])
+    assert Image.open(out / "a.jpg.jpg").format == "JPEG" and Image.open(out / "a.png.png").format == "PNG"
+
+
+def test_stems_differing_only_in_case_are_namesakes(capsys, tmp_path, one_face, sparnet_model_dir,
+                                                    detector_weights):
+    # Face.png and face.png are one file on macOS and Windows file systems.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(one_face, folder / "Face.jpg")
+    Image.open(one_face).save(folder / "face.png")
+    out = tmp_path / "out"
+    code, _, err = enhance(capsys, folder, out, sparnet_model_dir, detector_weights, "--ext", "png")
+    assert code == 0, err
+    assert files_in(out) == ["Face.jpg.png", "face.png.png"]
+
+
+@pytest.mark.parametrize("case", ["two folders", "a face file as input", "names differing in case"])
+def test_a_clash_that_remains_stops_the_run_before_anything_is_written(
+        capsys, case, tmp_path, one_face, sparnet_model_dir, detector_weights):
+    first, second = tmp_path / "day1", tmp_path / "day2"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(one_face, first / "x.jpg")
+    if case == "two folders":  # the same relative path below two arguments
+        shutil.copy(one_face, second / "x.jpg")
+        inputs, extra, clash = [first, second], [], "x.jpg"
+    elif case == "a face file as input":  # a photo named like the first face file of another input
+        shutil.copy(one_face, first / "x_face00.png")
+        inputs, extra, clash = [first], ["--save-faces"], "x_face00.png"
+    else:  # even their whole names are one name on a case-insensitive file system
+        shutil.copy(one_face, first / "X.JPG")
+        inputs, extra, clash = [first], ["--ext", "png"], "x.jpg.png"
+    out = tmp_path / "out"
+    code, stdout, err = enhance(capsys, inputs, out, sparnet_model_dir, detector_weights, *extra)
+    assert code == 1 and stdout == ""
+    assert err.startswith("dicsr: error: output names clash, nothing was written") and len(err.splitlines()) == 1
+    assert str(out / clash).casefold() in err.casefold() and str(first / "x.jpg") in err
+    assert not out.exists()
+
+
+def test_an_output_format_pillow_cannot_write_is_refused_at_the_start(capsys, tmp_path, one_face):
+    code, _, err = run(capsys, "enhance", one_face, "-o", tmp_path / "out", "--ext", "json")
+    assert code == 1 and "--ext json: not an image format" in err
+    assert not (tmp_path / "out").exists()
