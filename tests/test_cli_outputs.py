@@ -140,3 +140,84 @@ def test_an_output_format_pillow_cannot_write_is_refused_at_the_start(capsys, tm
     code, _, err = run(capsys, "enhance", one_face, "-o", tmp_path / "out", "--ext", "json")
     assert code == 1 and "--ext json: not an image format" in err
     assert not (tmp_path / "out").exists()
+
+
+# --- the output folder and the input folders ------------------------------------------------------
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def photos(tmp_path, one_face, two_faces) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(one_face, folder / "h.jpg")
+    shutil.copy(two_faces, folder / "two.png")
+    return folder
+
+
+@pytest.mark.parametrize("where", ["the input folder", "inside it", "holding it"])
+def test_an_output_folder_overlapping_an_input_folder_is_refused(capsys, where, photos, sparnet_model_dir,
+                                                                 detector_weights):
+    output, inputs = {"the input folder": (photos, photos), "inside it": (photos / "restored", photos),
+                      "holding it": (photos.parent, photos)}[where]
+    before = snapshot(photos)
+    code, stdout, err = enhance(capsys, inputs, output, sparnet_model_dir, detector_weights, "--overwrite")
+    assert code == 1 and stdout == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"dicsr: error: -o/--output {output} ") and "--allow-output-in-input" in err
+    assert snapshot(photos) == before and not (photos / "restored").exists()
+
+
+def test_an_output_is_never_written_over_an_input_even_with_overwrite(capsys, photos, sparnet_model_dir,
+                                                                      detector_weights):
+    before = snapshot(photos)
+    code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, "--overwrite",
+                                "--allow-output-in-input")
+    assert code == 1 and stdout == ""
+    assert err.startswith("dicsr: error: outputs would replace inputs, nothing was written")
+    assert f"{photos / 'h.jpg'} is the input {photos / 'h.jpg'}" in err and "even with --overwrite" in err
+    # a single file named explicitly, written into its own folder
+    code, _, err = enhance(capsys, photos / "two.png", photos, sparnet_model_dir, detector_weights,
+                           "--allow-output-in-input")
+    assert code == 1 and "outputs would replace inputs" in err
+    assert snapshot(photos) == before
+
+
+def test_outputs_inside_the_input_folder_are_never_read_back(capsys, photos, sparnet_model_dir, detector_weights):
+    restored = photos / "restored"
+    allow = "--allow-output-in-input"
+    code, stdout, err = enhance(capsys, photos, restored, sparnet_model_dir, detector_weights, allow)
+    assert code == 0, err
+    assert "2 image(s) restored, 3 face(s), 0 skipped, 0 failed" in stdout
+    assert files_in(restored) == ["h.jpg", "two.png"]
+    # again, as PNG and replacing: restored/ holds dicsr's outputs, not photos
+    code, stdout, err = enhance(capsys, photos, restored, sparnet_model_dir, detector_weights, allow,
+                                "--ext", "png", "--overwrite")
+    assert code == 0, err
+    assert "2 image(s) restored, 3 face(s), 0 skipped, 0 failed, 2 ignored" in stdout
+    assert files_in(restored) == ["h.jpg", "h.png", "two.png"]
+
+
+def test_outputs_beside_the_inputs_are_never_read_back(capsys, photos, sparnet_model_dir, detector_weights):
+    allow = "--allow-output-in-input"
+    original = snapshot(photos)
+    code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, allow, "--ext", "png",
+                                "--upscale", "2")
+    # two.png would be written over itself: refused as a whole
+    assert code == 1 and "outputs would replace inputs" in err and str(photos / "two.png") in err
+    (photos / "two.png").unlink()
+    code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, allow, "--ext", "png",
+                                "--upscale", "2")
+    assert code == 0, err
+    assert Image.open(photos / "h.png").size == (854, 480)
+    # h.png is dicsr's: re-running, even replacing outputs, restores h.jpg again and never h.png
+    for _ in range(2):
+        code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, allow,
+                                    "--ext", "png", "--upscale", "2", "--overwrite")
+        assert code == 0, err
+        assert "1 image(s) restored, 1 face(s), 0 skipped, 0 failed, 1 ignored" in stdout
+        assert Image.open(photos / "h.png").size == (854, 480)
+    assert (photos / "h.jpg").read_bytes() == original["h.jpg"]
+    assert files_in(photos) == ["h.jpg", "h.png"]

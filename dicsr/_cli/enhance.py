@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dicsr._cli.inputs import collect_inputs, no_inputs_error
-from dicsr._cli.outputs import OutputFiles, check_output_format, plan_outputs
+from dicsr._cli.inputs import ALLOW_FLAG, collect_inputs
+from dicsr._cli.outputs import (
+    OutputFiles,
+    OutputRecord,
+    check_inputs_are_not_replaced,
+    check_output_format,
+    plan_outputs,
+)
+from dicsr._cli.summary import RunSummary, failure_reason
 from dicsr.errors import DicsrError, InvalidInputError
 
 __all__ = ["add_enhance_parser"]
@@ -50,31 +57,30 @@ def add_enhance_parser(sub: Any) -> None:
     enhance.add_argument("--compare", action="store_true", help="also write input|output side by side")
     enhance.add_argument("--ext", default=None, help="output format, e.g. png (default: keep the input's)")
     enhance.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip)")
+    enhance.add_argument(ALLOW_FLAG, action="store_true",
+                         help="let -o be (inside) an input folder; dicsr's outputs there are never read as "
+                              "inputs and no input is ever replaced")
     enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
     enhance.add_argument("--offline", action="store_true", help="never touch the network")
     enhance.set_defaults(handler=run_enhance)
-
-
-@dataclass
-class _Summary:
-    images: int = 0
-    faces: int = 0
-    skipped: int = 0
-    failures: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def run_enhance(args: argparse.Namespace) -> int:
     """Run ``dicsr enhance`` with parsed arguments; returns the exit code."""
     from dicsr.pipeline import FaceSuperResolver
 
-    inputs = list(collect_inputs(args.inputs))
-    if not inputs:
+    record = OutputRecord(args.output)
+    found = collect_inputs(args.inputs, output=args.output, allow_output_in_input=args.allow_output_in_input,
+                           earlier_outputs=record.real_paths())
+    if not found.images:
         raise no_inputs_error(args.inputs)
     check_output_format(args.ext)
+    inputs = found.images
     plans = plan_outputs(
-        [relative for _, relative in inputs], [source for source, _ in inputs], args.output, ext=args.ext,
+        [image.relative for image in inputs], [image.path for image in inputs], args.output, ext=args.ext,
         landmarks=args.save_landmarks, compare=args.compare, faces=args.save_faces,
     )
+    check_inputs_are_not_replaced(plans, [image.path for image in inputs])
     args.output.mkdir(parents=True, exist_ok=True)
     resolver = FaceSuperResolver(
         args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
@@ -84,31 +90,32 @@ def run_enhance(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
         **_max_pixels_option(args.max_pixels),
     )
-    summary = _Summary()
-    jobs = [(source, plan) for (source, _), plan in zip(inputs, plans, strict=True)]
+    summary = RunSummary(ignored=found.ignored)
+    for entry in found.ignored:
+        logger.info("ignored %s: %s", entry.path, entry.reason)
+    jobs = [(image.path, plan) for image, plan in zip(inputs, plans, strict=True)]
     for source, outputs in _progress(jobs, enabled=not args.no_progress):
         if outputs.image.exists() and not args.overwrite:
             summary.skipped += 1
             logger.info("skip %s: %s exists (use --overwrite)", source, outputs.image)
             continue
         try:
-            faces = _enhance_one(resolver, source, outputs, args)
-        except DicsrError as exc:
-            summary.failures.append((source, str(exc)))
-            logger.warning("failed %s: %s", source, exc)
+            faces = _enhance_one(resolver, source, outputs, record, args)
+        except Exception as exc:  # one file never stops the batch: MemoryError included
+            summary.failures.append((source, failure_reason(exc, source)))
+            logger.debug("failed %s", source, exc_info=True)
             continue
-        except (OSError, ValueError, RuntimeError) as exc:  # never let one file stop the batch
-            summary.failures.append((source, f"{type(exc).__name__}: {exc}"))
-            logger.warning("failed %s: %s", source, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
-            continue
-        summary.images += 1
+        summary.restored += 1
         summary.faces += faces
 
-    print(f"dicsr: {summary.images} image(s) restored, {summary.faces} face(s), "
-          f"{summary.skipped} skipped, {len(summary.failures)} failed")
-    for source, reason in summary.failures:
-        print(f"  failed: {source}: {reason.splitlines()[0] if reason else 'unknown error'}")
-    return 1 if summary.failures else 0
+    for line in summary.lines():
+        print(line)
+    return summary.exit_code()
+
+
+def no_inputs_error(patterns: Sequence[str]) -> DicsrError:
+    """The error for an invocation whose arguments name no image."""
+    return InvalidInputError(f"no input images found in: {' '.join(patterns)}")
 
 
 def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
@@ -120,7 +127,9 @@ def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
     return {"max_pixels": max_pixels or None}
 
 
-def _enhance_one(resolver: Any, source: Path, outputs: OutputFiles, args: argparse.Namespace) -> int:
+def _enhance_one(
+    resolver: Any, source: Path, outputs: OutputFiles, record: OutputRecord, args: argparse.Namespace
+) -> int:
     from dicsr._files import atomic_write_text
     from dicsr.image import save_image
     from dicsr.visualize import draw_landmarks, side_by_side
@@ -130,13 +139,17 @@ def _enhance_one(resolver: Any, source: Path, outputs: OutputFiles, args: argpar
     if args.draw_landmarks:
         points = [f.landmarks_in_output for f in result.faces if f.landmarks_in_output is not None]
         output = draw_landmarks(output, points)
+    record.add(outputs.image)
     save_image(output, outputs.image)
     if outputs.compare is not None:
+        record.add(outputs.compare)
         save_image(side_by_side(source, output), outputs.compare)
     if outputs.faces is not None:
         for index, face in enumerate(result.faces):
+            record.add(outputs.face(index))
             save_image(face.image, outputs.face(index))
     if outputs.landmarks is not None:
+        record.add(outputs.landmarks)
         atomic_write_text(outputs.landmarks, json.dumps(_landmarks_record(source, result), indent=2))
     return result.num_faces
 

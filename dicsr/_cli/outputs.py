@@ -7,14 +7,20 @@ when asked, ``STEM.json``, ``STEM_compare.EXT`` and ``STEM_faceNN.png`` beside i
 each of them keeps its whole file name as its stem (``a.jpg.png``, ``a.jpg.json``,
 ``a.jpg_face00.png``), so no two inputs write the same file. Names are compared without regard to
 case, as many file systems do. A clash that remains (the same relative path under two arguments)
-stops the run before anything is written.
+stops the run before anything is written, as does an output that would replace an input.
+
+Every file a run writes is listed in ``OUT/.dicsr-outputs.jsonl`` (:class:`OutputRecord`), so a
+later run whose inputs include the output folder (``--allow-output-in-input``) can tell its earlier
+outputs from photos.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +28,17 @@ from PIL import Image
 
 from dicsr.errors import InvalidInputError
 
-__all__ = ["OutputFiles", "check_output_format", "plan_outputs"]
+__all__ = [
+    "OUTPUT_RECORD",
+    "OutputFiles",
+    "OutputRecord",
+    "check_inputs_are_not_replaced",
+    "check_output_format",
+    "plan_outputs",
+]
+
+#: The list of files dicsr wrote into an output folder, one JSON string per line (relative path).
+OUTPUT_RECORD = ".dicsr-outputs.jsonl"
 
 _FACE_NAME = re.compile(r"(?P<stem>.*)_face\d{2,}\.png", re.S)
 
@@ -131,3 +147,78 @@ def _clashes(plans: Sequence[OutputFiles], sources: Sequence[Path]) -> list[str]
         if face_writer is not None and face_writer != writer:
             clashes.append(f"{writer} and {face_writer} would both write {path}")
     return clashes
+
+
+def check_inputs_are_not_replaced(plans: Sequence[OutputFiles], inputs: Iterable[Path]) -> None:
+    """Refuse a run in which any output would be written over one of its inputs (even --overwrite).
+
+    Files are compared by identity (device and inode), so links and case-insensitive file
+    systems cannot hide a match.
+    """
+    identities = {}
+    for path in inputs:
+        info = os.stat(path)
+        identities[(info.st_dev, info.st_ino)] = path
+    replaced = []
+    for plan in plans:
+        candidates = list(plan.named_files())
+        if plan.faces is not None and plan.faces.parent.is_dir():
+            stem = plan.faces.name.casefold()
+            candidates += [plan.faces.parent / name for name in os.listdir(plan.faces.parent)
+                           if (face := _FACE_NAME.fullmatch(name.casefold())) and face["stem"] == stem]
+        for path in candidates:
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            source = identities.get((info.st_dev, info.st_ino))
+            if source is not None:
+                replaced.append(f"{path} is the input {source}")
+    if replaced:
+        shown = "; ".join(replaced[:3]) + (f"; and {len(replaced) - 3} more" if len(replaced) > 3 else "")
+        raise InvalidInputError(
+            f"outputs would replace inputs, nothing was written: {shown}. dicsr never writes over an "
+            f"input, even with --overwrite: choose another output folder or --ext"
+        )
+
+
+class OutputRecord:
+    """The files dicsr wrote into one output folder, kept in ``<folder>/.dicsr-outputs.jsonl``.
+
+    A file is recorded *before* it is written, so a run killed at any moment never leaves an
+    unrecorded output (at worst a record line for a file that never appeared).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / OUTPUT_RECORD
+        self._entries = self._read()
+
+    def real_paths(self) -> frozenset[Path]:
+        """The recorded files, absolute, with the output folder's links resolved."""
+        root = self.folder.resolve()
+        return frozenset(root / entry for entry in self._entries)
+
+    def add(self, path: Path) -> None:
+        """Record ``path`` (inside the folder) as written by dicsr."""
+        entry = path.relative_to(self.folder).as_posix()
+        if entry in self._entries:
+            return
+        with open(self.path, "a", encoding="utf-8") as record:
+            record.write(json.dumps(entry) + "\n")
+        self._entries.add(entry)
+
+    def _read(self) -> set[str]:
+        try:
+            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return set()
+        entries = set()
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line cut short by a killed run: its file was never written
+                continue
+            if isinstance(entry, str):
+                entries.add(entry)
+        return entries
