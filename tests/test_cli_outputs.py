@@ -221,3 +221,57 @@ def test_outputs_beside_the_inputs_are_never_read_back(capsys, photos, sparnet_m
         assert Image.open(photos / "h.png").size == (854, 480)
     assert (photos / "h.jpg").read_bytes() == original["h.jpg"]
     assert files_in(photos) == ["h.jpg", "h.png"]
+
+
+# --- what exists is skipped, file by file -------------------------------------------------------------
+
+
+@pytest.fixture
+def with_a_cat(photos) -> Path:
+    cat = shared_path("faces", "scikit-image", "src", "_skimage2", "data", "chelsea.png")  # no face
+    Image.open(cat).save(photos / "cat.png")
+    return photos
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {name: (folder / name).stat().st_mtime_ns for name in files_in(folder)}
+
+
+def test_a_rerun_asking_for_more_writes_only_what_is_missing(capsys, with_a_cat, tmp_path, sparnet_model_dir,
+                                                             detector_weights):
+    out = tmp_path / "out"
+    code, stdout, err = enhance(capsys, with_a_cat, out, sparnet_model_dir, detector_weights)
+    assert code == 0 and "3 image(s) restored, 3 face(s), 0 skipped, 0 failed" in stdout, err
+    photos_written = mtimes(out)
+    assert sorted(photos_written) == ["cat.png", "h.jpg", "two.png"]
+
+    more = ("--save-landmarks", "--save-faces")
+    code, stdout, err = enhance(capsys, with_a_cat, out, sparnet_model_dir, detector_weights, *more)
+    assert code == 0, err
+    assert "0 image(s) restored, 3 face(s), 0 skipped, 0 failed, 3 completed" in stdout
+    assert "wrote only the missing landmarks JSON for 3, face files for 2" in stdout
+    assert files_in(out) == sorted(["cat.png", "cat.json", "h.jpg", "h.json", "h_face00.png", "two.png",
+                                    "two.json", "two_face00.png", "two_face01.png"])
+    assert {name: mtimes(out)[name] for name in photos_written} == photos_written  # photos untouched
+    assert json.loads((out / "cat.json").read_text())["faces"] == []
+
+    # everything is there now, the face-less cat included (its JSON says it has no face)
+    everything = mtimes(out)
+    code, stdout, err = enhance(capsys, with_a_cat, out, sparnet_model_dir, detector_weights, *more)
+    assert code == 0 and "0 image(s) restored, 0 face(s), 3 skipped, 0 failed" in stdout, err
+    assert "skipped: 3 image(s) whose outputs all exist (--overwrite replaces them)" in stdout
+    assert mtimes(out) == everything
+
+    # a face file lost (e.g. a run killed among the faces): only it is written again
+    (out / "two_face00.png").unlink()
+    code, stdout, err = enhance(capsys, with_a_cat, out, sparnet_model_dir, detector_weights, *more)
+    assert code == 0 and "2 skipped, 0 failed, 1 completed" in stdout, err
+    assert "wrote only the missing face files for 1" in stdout
+    assert {k: v for k, v in mtimes(out).items() if k != "two_face00.png"} == {
+        k: v for k, v in everything.items() if k != "two_face00.png"}
+    assert (out / "two_face00.png").exists()
+
+    # --overwrite writes everything again
+    code, stdout, err = enhance(capsys, with_a_cat, out, sparnet_model_dir, detector_weights, *more, "--overwrite")
+    assert code == 0 and "3 image(s) restored, 3 face(s), 0 skipped, 0 failed" in stdout, err
+    assert all(mtimes(out)[name] != stamp for name, stamp in everything.items())

@@ -7,12 +7,16 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from dicsr._cli.inputs import ALLOW_FLAG, collect_inputs
 from dicsr._cli.outputs import (
+    COMPARE,
+    FACES,
+    LANDMARKS,
+    PHOTO,
     OutputFiles,
     OutputRecord,
     check_inputs_are_not_replaced,
@@ -95,18 +99,18 @@ def run_enhance(args: argparse.Namespace) -> int:
         logger.info("ignored %s: %s", entry.path, entry.reason)
     jobs = [(image.path, plan) for image, plan in zip(inputs, plans, strict=True)]
     for source, outputs in _progress(jobs, enabled=not args.no_progress):
-        if outputs.image.exists() and not args.overwrite:
+        missing = outputs.missing()
+        if not missing and not args.overwrite:
             summary.skipped += 1
-            logger.info("skip %s: %s exists (use --overwrite)", source, outputs.image)
+            logger.info("skip %s: its outputs exist (use --overwrite)", source)
             continue
         try:
-            faces = _enhance_one(resolver, source, outputs, record, args)
+            faces, written = _enhance_one(resolver, source, outputs, record, args)
         except Exception as exc:  # one file never stops the batch: MemoryError included
             summary.failures.append((source, failure_reason(exc, source)))
             logger.debug("failed %s", source, exc_info=True)
             continue
-        summary.restored += 1
-        summary.faces += faces
+        summary.add_done(faces, written)
 
     for line in summary.lines():
         print(line)
@@ -129,29 +133,43 @@ def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
 
 def _enhance_one(
     resolver: Any, source: Path, outputs: OutputFiles, record: OutputRecord, args: argparse.Namespace
-) -> int:
+) -> tuple[int, set[str]]:
+    """Restore ``source`` and write each of its outputs that is missing (all with --overwrite).
+
+    Returns the number of faces and the kinds of output written.
+    """
     from dicsr._files import atomic_write_text
     from dicsr.image import save_image
     from dicsr.visualize import draw_landmarks, side_by_side
+
+    def wanted(path: Path | None) -> TypeGuard[Path]:
+        if path is None or (path.exists() and not args.overwrite):
+            return False
+        record.add(path)
+        return True
 
     result = resolver.enhance(source, aligned=args.aligned)
     output = result.image
     if args.draw_landmarks:
         points = [f.landmarks_in_output for f in result.faces if f.landmarks_in_output is not None]
         output = draw_landmarks(output, points)
-    record.add(outputs.image)
-    save_image(output, outputs.image)
-    if outputs.compare is not None:
-        record.add(outputs.compare)
-        save_image(side_by_side(source, output), outputs.compare)
+    written = set()
     if outputs.faces is not None:
-        for index, face in enumerate(result.faces):
-            record.add(outputs.face(index))
-            save_image(face.image, outputs.face(index))
-    if outputs.landmarks is not None:
-        record.add(outputs.landmarks)
+        # Last to first: face 00 exists only when every face does (what a re-run checks).
+        for index in reversed(range(result.num_faces)):
+            if wanted(outputs.face(index)):
+                save_image(result.faces[index].image, outputs.face(index))
+                written.add(FACES)
+    if wanted(outputs.landmarks):
         atomic_write_text(outputs.landmarks, json.dumps(_landmarks_record(source, result), indent=2))
-    return result.num_faces
+        written.add(LANDMARKS)
+    if wanted(outputs.compare):
+        save_image(side_by_side(source, output), outputs.compare)
+        written.add(COMPARE)
+    if wanted(outputs.image):
+        save_image(output, outputs.image)
+        written.add(PHOTO)
+    return result.num_faces, written
 
 
 def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:

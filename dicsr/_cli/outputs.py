@@ -29,7 +29,11 @@ from PIL import Image
 from dicsr.errors import InvalidInputError
 
 __all__ = [
+    "COMPARE",
+    "FACES",
+    "LANDMARKS",
     "OUTPUT_RECORD",
+    "PHOTO",
     "OutputFiles",
     "OutputRecord",
     "check_inputs_are_not_replaced",
@@ -41,6 +45,9 @@ __all__ = [
 OUTPUT_RECORD = ".dicsr-outputs.jsonl"
 
 _FACE_NAME = re.compile(r"(?P<stem>.*)_face\d{2,}\.png", re.S)
+
+#: The kinds of output, as the summary names them.
+PHOTO, LANDMARKS, COMPARE, FACES = "restored photo", "landmarks JSON", "side-by-side", "face files"
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,24 @@ class OutputFiles:
         if self.faces is None:
             raise ValueError("faces were not asked for")
         return self.faces.with_name(f"{self.faces.name}_face{index:02d}.png")
+
+    def missing(self) -> list[str]:
+        """The kinds of output (``PHOTO``, ``LANDMARKS``, ...) that do not exist yet."""
+        kinds = [] if self.image.exists() else [PHOTO]
+        if self.landmarks is not None and not self.landmarks.exists():
+            kinds.append(LANDMARKS)
+        if self.compare is not None and not self.compare.exists():
+            kinds.append(COMPARE)
+        if self.faces is not None and not self._faces_exist():
+            kinds.append(FACES)
+        return kinds
+
+    def _faces_exist(self) -> bool:
+        # Faces are written last to first, so face 00 exists only once all of them do.
+        if self.face(0).exists():
+            return True
+        # A photo without faces writes no face file; its landmarks JSON, if there is one, says so.
+        return self.image.exists() and self.landmarks is not None and _face_count(self.landmarks) == 0
 
     def named_files(self) -> Iterator[Path]:
         """The files whose names are known before the run (all but the faces)."""
@@ -119,6 +144,15 @@ def plan_outputs(
             f"folders (one run per -o)"
         )
     return plans
+
+
+def _face_count(landmarks: Path) -> int | None:
+    """Number of faces a landmarks JSON records, or None when it cannot be read."""
+    try:
+        faces = json.loads(landmarks.read_text(encoding="utf-8")).get("faces")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return len(faces) if isinstance(faces, list) else None
 
 
 def _stem_key(relative: Path) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicsr._cli.inputs import Ignored
+from dicsr._cli.outputs import COMPARE, FACES, LANDMARKS, PHOTO
 from dicsr.errors import DicsrError
 
 __all__ = ["RunSummary", "failure_reason"]
@@ -36,10 +37,19 @@ class RunSummary:
     left: list[Path] = field(default_factory=list)
     interrupted_by: str | None = None
 
-    @property
-    def completed_images(self) -> int:
-        """Images whose restored photo existed and whose missing side files were written."""
-        return sum(self.completed.values())
+    completed_images: int = 0  # images whose photo existed and whose missing side files were written
+
+    def add_done(self, faces: int, written: set[str]) -> None:
+        """Count one processed input: its faces and the kinds of output it wrote."""
+        self.faces += faces
+        if PHOTO in written:
+            self.restored += 1
+        elif written:
+            self.completed_images += 1
+            for kind in written:
+                self.completed[kind] = self.completed.get(kind, 0) + 1
+        else:
+            self.skipped += 1  # its missing side files turned out to be none (no face to save)
 
     def lines(self) -> list[str]:
         """The summary as printed: one headline, then one line per thing worth a look."""
@@ -50,7 +60,8 @@ class RunSummary:
         counts += [f"{len(self.left)} left"] if self.interrupted_by else []
         lines = ["dicsr: " + ", ".join(counts)]
         if self.completed:
-            kinds = ", ".join(f"{kind} for {count}" for kind, count in self.completed.items())
+            kinds = ", ".join(f"{kind} for {self.completed[kind]}" for kind in (LANDMARKS, COMPARE, FACES)
+                              if kind in self.completed)
             lines.append(f"  completed: restored photos existed; wrote only the missing {kinds}")
         if self.skipped:
             lines.append(f"  skipped: {self.skipped} image(s) whose outputs all exist "
