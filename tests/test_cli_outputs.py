@@ -93,7 +93,7 @@ def test_inputs_sharing_a_stem_keep_their_whole_name_in_every_output(
 def test_without_ext_the_namesakes_keep_their_own_format(capsys, same_stem, tmp_path, sparnet_model_dir,
                                                          detector_weights):
     out = tmp_path / "out"
-    code, stdout, err = enhance(capsys, same_stem, out, sparnet_model_dir, detector_weights, "--save-landmarks")
+    code, _, err = enhance(capsys, same_stem, out, sparnet_model_dir, detector_weights, "--save-landmarks")
     assert code == 0, err
     assert files_in(out) == sorted(["a.jpg.jpg", "a.jpg.json", "a.png.png", "a.png.json", "b.jpg", "b.json"])
     assert Image.open(out / "a.jpg.jpg").format == "JPEG" and Image.open(out / "a.png.png").format == "PNG"
@@ -131,7 +131,8 @@ def test_a_clash_that_remains_stops_the_run_before_anything_is_written(
     out = tmp_path / "out"
     code, stdout, err = enhance(capsys, inputs, out, sparnet_model_dir, detector_weights, *extra)
     assert code == 1 and stdout == ""
-    assert err.startswith("dicsr: error: output names clash, nothing was written") and len(err.splitlines()) == 1
+    assert err.startswith("dicsr: error: output names clash, nothing was written")
+    assert len(err.splitlines()) == 1
     assert str(out / clash).casefold() in err.casefold() and str(first / "x.jpg") in err
     assert not out.exists()
 
@@ -185,7 +186,8 @@ def test_an_output_is_never_written_over_an_input_even_with_overwrite(capsys, ph
     assert snapshot(photos) == before
 
 
-def test_outputs_inside_the_input_folder_are_never_read_back(capsys, photos, sparnet_model_dir, detector_weights):
+def test_outputs_inside_the_input_folder_are_never_read_back(capsys, photos, sparnet_model_dir,
+                                                             detector_weights):
     restored = photos / "restored"
     allow = "--allow-output-in-input"
     code, stdout, err = enhance(capsys, photos, restored, sparnet_model_dir, detector_weights, allow)
@@ -201,21 +203,19 @@ def test_outputs_inside_the_input_folder_are_never_read_back(capsys, photos, spa
 
 
 def test_outputs_beside_the_inputs_are_never_read_back(capsys, photos, sparnet_model_dir, detector_weights):
-    allow = "--allow-output-in-input"
+    options = ("--allow-output-in-input", "--ext", "png", "--upscale", "2")
     original = snapshot(photos)
-    code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, allow, "--ext", "png",
-                                "--upscale", "2")
+    code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, *options)
     # two.png would be written over itself: refused as a whole
     assert code == 1 and "outputs would replace inputs" in err and str(photos / "two.png") in err
     (photos / "two.png").unlink()
-    code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, allow, "--ext", "png",
-                                "--upscale", "2")
+    code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, *options)
     assert code == 0, err
     assert Image.open(photos / "h.png").size == (854, 480)
     # h.png is dicsr's: re-running, even replacing outputs, restores h.jpg again and never h.png
     for _ in range(2):
-        code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, allow,
-                                    "--ext", "png", "--upscale", "2", "--overwrite")
+        code, stdout, err = enhance(capsys, photos, photos, sparnet_model_dir, detector_weights, *options,
+                                    "--overwrite")
         assert code == 0, err
         assert "1 image(s) restored, 1 face(s), 0 skipped, 0 failed, 1 ignored" in stdout
         assert Image.open(photos / "h.png").size == (854, 480)
@@ -272,6 +272,7 @@ def test_a_rerun_asking_for_more_writes_only_what_is_missing(capsys, with_a_cat,
     assert (out / "two_face00.png").exists()
 
     # --overwrite writes everything again
-    code, stdout, err = enhance(capsys, with_a_cat, out, sparnet_model_dir, detector_weights, *more, "--overwrite")
+    code, stdout, err = enhance(capsys, with_a_cat, out, sparnet_model_dir, detector_weights, *more,
+                                "--overwrite")
     assert code == 0 and "3 image(s) restored, 3 face(s), 0 skipped, 0 failed" in stdout, err
     assert all(mtimes(out)[name] != stamp for name, stamp in everything.items())

@@ -54,6 +54,9 @@ def add_enhance_parser(sub: Any) -> None:
     enhance.add_argument("--max-pixels", type=int, default=None,
                          help="refuse inputs with more pixels (decompression-bomb guard; 0 = no limit; "
                               "default 89,478,485)")
+    enhance.add_argument("--max-output-pixels", type=int, default=None,
+                         help="refuse restored photos with more pixels; without --upscale the scale is "
+                              "lowered to fit (0 = no limit; default 64,000,000)")
     enhance.add_argument("--save-faces", action="store_true", help="also write each restored face")
     enhance.add_argument("--save-landmarks", action="store_true",
                          help="write a JSON per image with boxes and landmarks in photo coordinates")
@@ -92,7 +95,8 @@ def run_enhance(args: argparse.Namespace) -> int:
         only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
         detector_weights=args.detector_weights, score_threshold=args.score_threshold,
         batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
-        **_max_pixels_option(args.max_pixels),
+        **_pixel_limit_option("max_pixels", args.max_pixels),
+        **_pixel_limit_option("max_output_pixels", args.max_output_pixels),
     )
     summary = RunSummary(ignored=found.ignored)
     for entry in found.ignored:
@@ -122,13 +126,13 @@ def no_inputs_error(patterns: Sequence[str]) -> DicsrError:
     return InvalidInputError(f"no input images found in: {' '.join(patterns)}")
 
 
-def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
-    """``--max-pixels``: absent keeps the library default, 0 lifts the limit."""
-    if max_pixels is None:
+def _pixel_limit_option(name: str, value: int | None) -> dict[str, Any]:
+    """``--max-pixels`` / ``--max-output-pixels``: absent keeps the library default, 0 lifts the limit."""
+    if value is None:
         return {}
-    if max_pixels < 0:
-        raise InvalidInputError(f"--max-pixels must be >= 0, got {max_pixels}")
-    return {"max_pixels": max_pixels or None}
+    if value < 0:
+        raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    return {name: value or None}
 
 
 def _enhance_one(
