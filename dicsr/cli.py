@@ -11,8 +11,12 @@ import json
 import logging
 import signal
 import sys
+import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+from PIL import Image
 
 from dicsr._cli.enhance import add_enhance_parser
 from dicsr._cli.interrupts import Terminated, sigterm_interrupts
@@ -39,17 +43,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        with sigterm_interrupts():
+        with sigterm_interrupts(), warnings.catch_warnings():
+            # dicsr refuses oversized images itself (ImageTooLargeError, one line per file); Pillow's
+            # two-line warning about the same image would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return int(args.handler(args))
-    except DicsrError as exc:
-        print(f"dicsr: error: {exc}", file=sys.stderr)
-        return 1
     except Terminated:
         print("dicsr: terminated (SIGTERM)", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("dicsr: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # never a traceback (unless -vv): one line, the error's own words
+        print(f"dicsr: error: {_one_line(exc)}", file=sys.stderr)
+        if args.verbose >= 2:
+            traceback.print_exc(file=sys.stderr)
+        elif not isinstance(exc, DicsrError):
+            print("dicsr: (an unexpected error: -vv shows where it happened)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    if isinstance(exc, DicsrError) and lines:
+        return lines[0]
+    name = "out of memory (MemoryError)" if isinstance(exc, MemoryError) else type(exc).__name__
+    return f"{name}: {lines[0]}" if lines else name
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -36,9 +36,11 @@ Decisions (documented here once, referred to elsewhere):
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Callable
@@ -211,11 +213,16 @@ def _check_size(width: int, height: int, max_pixels: int | None, *, what: str) -
 
 
 def _load_path(path: Path, max_pixels: int | None) -> LoadedImage:
-    if not path.exists():
-        raise InvalidImageError(f"image file not found: {path}")
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except OSError as exc:
+        # A link loop or an over-long name is not "not found": say which it is.
+        reason = {errno.ELOOP: "symbolic link loop", errno.ENAMETOOLONG: "file name too long"}.get(
+            exc.errno or 0, "broken symbolic link" if path.is_symlink() else "not found")
+        raise InvalidImageError(f"image file {reason}: {path}") from None
+    if not stat.S_ISREG(info.st_mode):
         raise InvalidImageError(f"not a file: {path}")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise InvalidImageError(f"image file is empty (0 bytes): {path}")
     return _decode_encoded(path, label=f"image {path.name}", kind="path", path=path, max_pixels=max_pixels)
 
@@ -228,6 +235,9 @@ def _decode_encoded(
         with Image.open(source) as opened:
             # Header only so far: check the size before a single pixel is decoded.
             _check_size(opened.width, opened.height, max_pixels, what=label)
+            if getattr(opened, "is_animated", False):
+                logger.warning("%s has %d frames (animated or multi-page); only the first is restored",
+                               where, getattr(opened, "n_frames", 0))
             opened.load()
             return _from_pil(opened, kind=kind, source_path=path)
     except Image.DecompressionBombError as exc:
@@ -240,7 +250,10 @@ def _decode_encoded(
         raise InvalidImageError(f"not an image file Pillow can decode: {where}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
         if isinstance(exc, InvalidImageError):
-            raise
+            # The checks on decoded samples (range, NaN, 32-bit values) know no file: name it here.
+            if path is None or path.name in str(exc):
+                raise
+            raise type(exc)(f"{path}: {exc}") from exc.__cause__
         # Pillow reports truncated data, bad chunks and broken headers through these types.
         raise InvalidImageError(f"cannot decode image {where}: {exc}") from exc
 

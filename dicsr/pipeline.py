@@ -234,6 +234,14 @@ class FaceSuperResolver:
         self._adapter.to(device, dtype, channels_last=self._adapter.channels_last)
         return self
 
+    def load_detector(self) -> None:
+        """Fetch, verify and build the face detector now instead of at the first detection.
+
+        A service or a batch calls it at start-up, so that missing, damaged or unobtainable
+        detector weights fail once, before any photo is read. Calling it again does nothing.
+        """
+        self._get_detector()
+
     # -- main entry point ----------------------------------------------------------------------
 
     def enhance(

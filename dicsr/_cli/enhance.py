@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
 import numpy as np
 
-from dicsr._cli.inputs import ALLOW_FLAG, collect_inputs
+from dicsr._cli.inputs import ALLOW_FLAG, Ignored, collect_inputs, unusable_reason
+from dicsr._cli.interrupts import Terminated
 from dicsr._cli.outputs import (
     COMPARE,
     FACES,
     LANDMARKS,
+    OUTPUT_RECORD,
     PHOTO,
     OutputFiles,
     OutputRecord,
@@ -24,7 +27,7 @@ from dicsr._cli.outputs import (
     plan_outputs,
 )
 from dicsr._cli.summary import RunSummary, failure_reason
-from dicsr.errors import DicsrError, InvalidInputError
+from dicsr.errors import CheckpointError, DicsrError, InvalidInputError, WeightsUnavailableError
 
 __all__ = ["add_enhance_parser"]
 
@@ -73,57 +76,136 @@ def add_enhance_parser(sub: Any) -> None:
 
 
 def run_enhance(args: argparse.Namespace) -> int:
-    """Run ``dicsr enhance`` with parsed arguments; returns the exit code."""
-    from dicsr.pipeline import FaceSuperResolver
+    """Run ``dicsr enhance`` with parsed arguments; returns the exit code.
 
+    Everything that can stop the whole run is checked first, in this order, and reported once:
+    the options, the output folder, the inputs and the names of their outputs, writing into the
+    output folder, the model, the face detector. Then each input is processed on its own: its
+    failure is listed and the run goes on.
+    """
+    limits = {**_pixel_limit_option("max_pixels", args.max_pixels),
+              **_pixel_limit_option("max_output_pixels", args.max_output_pixels)}
+    check_output_format(args.ext)
+    if args.output.exists() and not args.output.is_dir():
+        raise InvalidInputError(f"-o/--output {args.output} is a file, not a folder")
     record = OutputRecord(args.output)
     found = collect_inputs(args.inputs, output=args.output, allow_output_in_input=args.allow_output_in_input,
                            earlier_outputs=record.real_paths())
     if not found.images:
-        raise no_inputs_error(args.inputs)
-    check_output_format(args.ext)
+        raise no_inputs_error(args.inputs, found.ignored)
     inputs = found.images
     plans = plan_outputs(
         [image.relative for image in inputs], [image.path for image in inputs], args.output, ext=args.ext,
         landmarks=args.save_landmarks, compare=args.compare, faces=args.save_faces,
     )
     check_inputs_are_not_replaced(plans, [image.path for image in inputs])
-    args.output.mkdir(parents=True, exist_ok=True)
-    resolver = FaceSuperResolver(
-        args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
-        upscale=args.upscale,
-        only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
-        detector_weights=args.detector_weights, score_threshold=args.score_threshold,
-        batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
-        **_pixel_limit_option("max_pixels", args.max_pixels),
-        **_pixel_limit_option("max_output_pixels", args.max_output_pixels),
-    )
+    created = not args.output.exists()
+    _prepare_output_folder(args.output)
+    try:
+        resolver = _build_resolver(args, limits)
+    except BaseException:
+        if created:  # a run that stops before its first photo leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                args.output.rmdir()
+        raise
     summary = RunSummary(ignored=found.ignored)
     for entry in found.ignored:
         logger.info("ignored %s: %s", entry.path, entry.reason)
     jobs = [(image.path, plan) for image, plan in zip(inputs, plans, strict=True)]
-    for source, outputs in _progress(jobs, enabled=not args.no_progress):
-        missing = outputs.missing()
-        if not missing and not args.overwrite:
-            summary.skipped += 1
-            logger.info("skip %s: its outputs exist (use --overwrite)", source)
-            continue
-        try:
-            faces, written = _enhance_one(resolver, source, outputs, record, args)
-        except Exception as exc:  # one file never stops the batch: MemoryError included
-            summary.failures.append((source, failure_reason(exc, source)))
-            logger.debug("failed %s", source, exc_info=True)
-            continue
-        summary.add_done(faces, written)
-
+    done = 0
+    try:
+        with _progress(len(jobs), enabled=not args.no_progress) as advance:
+            for source, outputs in jobs:
+                _run_one(resolver, source, outputs, record, args, summary)
+                done += 1
+                advance()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): account for every input
+        summary.interrupted_by = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        summary.left = [source for source, _ in jobs[done:]]
     for line in summary.lines():
         print(line)
     return summary.exit_code()
 
 
-def no_inputs_error(patterns: Sequence[str]) -> DicsrError:
-    """The error for an invocation whose arguments name no image."""
-    return InvalidInputError(f"no input images found in: {' '.join(patterns)}")
+def _run_one(
+    resolver: Any, source: Path, outputs: OutputFiles, record: OutputRecord, args: argparse.Namespace,
+    summary: RunSummary,
+) -> None:
+    """Process one input and count it in ``summary``; its failure never stops the run."""
+    missing = outputs.missing()
+    if not missing and not args.overwrite:
+        summary.skipped += 1
+        logger.info("skip %s: its outputs exist (use --overwrite)", source)
+        return
+    try:
+        faces, written = _enhance_one(resolver, source, outputs, record, args)
+    except Exception as exc:  # MemoryError included: listed, and the next input goes on
+        summary.failures.append((source, failure_reason(exc, source)))
+        logger.debug("failed %s", source, exc_info=True)
+        return
+    summary.add_done(faces, written)
+
+
+def _prepare_output_folder(folder: Path) -> None:
+    """Create ``-o`` and make sure files can be written into it, or stop the run (once)."""
+    from dicsr._files import remove_abandoned_temporaries, temporary_sibling
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with temporary_sibling(folder / OUTPUT_RECORD):  # can we write here at all?
+            pass
+    except OSError as exc:
+        raise InvalidInputError(
+            f"-o/--output {folder}: cannot write there ({unusable_reason(exc, Path(exc.filename or folder))})"
+        ) from exc
+    for removed in remove_abandoned_temporaries(folder):
+        logger.info("removed %s, left by an interrupted run", removed)
+
+
+def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
+    """Load the model and (unless --aligned) the face detector, or stop the run with one typed line."""
+    from dicsr.pipeline import FaceSuperResolver
+
+    try:
+        resolver = FaceSuperResolver(
+            args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+            upscale=args.upscale, only_center_face=args.only_center_face, max_faces=args.max_faces,
+            detector=args.detector, detector_weights=args.detector_weights,
+            score_threshold=args.score_threshold, batch_size=args.batch_size,
+            offline=True if args.offline else None, progress=not args.no_progress, **limits,
+        )
+    except DicsrError:
+        raise
+    except Exception as exc:  # a hostile or broken model folder must not end in a traceback
+        logger.debug("loading %s failed", args.model, exc_info=True)
+        reason = failure_reason(exc, Path(args.model))
+        raise CheckpointError(f"model {args.model} cannot be loaded: {reason}") from exc
+    if not args.aligned:
+        try:
+            resolver.load_detector()
+        except DicsrError:
+            raise
+        except OSError as exc:  # e.g. an unusable $DICSR_CACHE_DIR: say how to get around it
+            where = exc.filename or "the dicsr cache"
+            raise WeightsUnavailableError(
+                f"face detector weights: cannot use {where} ({unusable_reason(exc, Path(where))}); set "
+                f"DICSR_CACHE_DIR to a writable folder, or pass --detector-weights FILE"
+            ) from exc
+        except Exception as exc:
+            logger.debug("building the detector failed", exc_info=True)
+            reason = failure_reason(exc, Path())
+            raise WeightsUnavailableError(f"the face detector cannot be built: {reason}") from exc
+    return resolver
+
+
+def no_inputs_error(patterns: Sequence[str], ignored: Sequence[Ignored]) -> DicsrError:
+    """The error for an invocation whose arguments name no image (saying what was passed over)."""
+    passed_over = ""
+    if ignored:
+        shown = "; ".join(f"{entry.path}: {entry.reason}" for entry in ignored[:3])
+        more = f"; and {len(ignored) - 3} more" if len(ignored) > 3 else ""
+        passed_over = f" (ignored {len(ignored)}: {shown}{more})"
+    return InvalidInputError(f"no input images found in: {' '.join(patterns)}{passed_over}")
 
 
 def _pixel_limit_option(name: str, value: int | None) -> dict[str, Any]:
@@ -205,9 +287,18 @@ def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
     }
 
 
-def _progress(items: list[Any], *, enabled: bool) -> Any:
-    if not enabled or len(items) < 2:
-        return items
-    from tqdm import tqdm
+@contextlib.contextmanager
+def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[], object]]:
+    """A progress bar over ``total`` inputs (none for a single one); yields "one more is done".
 
-    return tqdm(items, desc="dicsr", unit="img")
+    While the bar is shown, log records are written through it, so a warning (e.g. the output
+    cap) appears on its own line instead of inside the bar.
+    """
+    if not enabled or total < 2:
+        yield lambda: None
+        return
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(), tqdm(total=total, desc="dicsr", unit="img") as bar:
+        yield bar.update

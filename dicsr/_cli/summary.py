@@ -8,6 +8,7 @@ interrupted before it). Entries of the inputs that were passed over are listed a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,8 @@ def failure_reason(exc: BaseException, source: Path) -> str:
         message = message[: -len(spelled) - 2]
     else:
         message = message.replace(f" {spelled}", "")
+    if "." in source.name:  # the bare file name, as in "image x.png is 12000×9000 = ..." (a word, never)
+        message = re.sub(rf"\s{re.escape(source.name)}(?=[\s:;,)]|$)", "", message)
     if isinstance(exc, MemoryError):
         return f"out of memory: {message or 'MemoryError'}"
     if isinstance(exc, DicsrError):
