@@ -48,11 +48,11 @@ def temporary_sibling(path: Path) -> Iterator[Path]:
     # 255-byte target name still gives a legal temporary name.
     hint = os.fsdecode(os.fsencode(path.name)[:128])
     fd, name = tempfile.mkstemp(prefix=f".{hint}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp = Path(name)
-    # mkstemp creates 0600; published/shared files should be readable like any other file.
-    os.chmod(tmp, 0o644)
     try:
+        os.close(fd)
+        # mkstemp creates 0600; published/shared files should be readable like any other file.
+        os.chmod(tmp, 0o644)
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)
@@ -75,12 +75,14 @@ def is_temporary_sibling(name: str) -> bool:
     return _TEMPORARY_NAME.fullmatch(name) is not None
 
 
-def remove_abandoned_temporaries(folder: Path) -> list[Path]:
+def remove_abandoned_temporaries(folder: Path, *, including_this_process: bool = False) -> list[Path]:
     """Delete the temporary siblings in ``folder`` whose writing process no longer exists.
 
     A process killed outright (SIGKILL, power loss) cannot remove its temporary file; the file is
     harmless (no final name ever points at it) but takes space. Files of live processes (another
-    run writing the same folder) are left alone. Returns the removed paths.
+    run writing the same folder) are left alone. ``including_this_process``: also those of this
+    process, for a caller that knows none of its writes is in progress (an interrupt can land
+    before a write's cleanup is armed). Returns the removed paths.
     """
     if os.name != "posix":  # liveness is probed with signal 0, which only POSIX defines
         return []
@@ -91,7 +93,10 @@ def remove_abandoned_temporaries(folder: Path) -> list[Path]:
         return []
     for entry in entries:
         match = _TEMPORARY_NAME.fullmatch(entry.name)
-        if match is None or _process_exists(int(match["pid"])):
+        if match is None:
+            continue
+        pid = int(match["pid"])
+        if not (including_this_process and pid == os.getpid()) and _process_exists(pid):
             continue
         try:
             os.unlink(entry.path)

@@ -354,6 +354,7 @@ CONFIGURATIONS: dict[str, tuple[Callable[[Path], tuple[list[object], tuple[str, 
     "-o under an unwritable parent": (unwritable_parent, "read-only/out: cannot write there"),
     "input path of 300 bytes": (lambda t: ([t / ("a" * 300 + ".jpg")], (), t / "out"),
                                 "aaaa.jpg: file name too long"),
+    "-o name of 300 bytes": (lambda t: ([], (), t / ("o" * 300)), "oooo: file name too long"),
     "output format": (lambda t: (["--ext", "json"], (), t / "out"), "--ext json"),
     "upscale not a number": (lambda t: (["--upscale", "x"], (), t / "out"), "--upscale"),
 }

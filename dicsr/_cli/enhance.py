@@ -6,6 +6,8 @@ import argparse
 import contextlib
 import json
 import logging
+import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -27,6 +29,7 @@ from dicsr._cli.outputs import (
     plan_outputs,
 )
 from dicsr._cli.summary import RunSummary, failure_reason
+from dicsr._files import remove_abandoned_temporaries
 from dicsr.errors import CheckpointError, DicsrError, InvalidInputError, WeightsUnavailableError
 
 __all__ = ["add_enhance_parser"]
@@ -86,8 +89,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     limits = {**_pixel_limit_option("max_pixels", args.max_pixels),
               **_pixel_limit_option("max_output_pixels", args.max_output_pixels)}
     check_output_format(args.ext)
-    if args.output.exists() and not args.output.is_dir():
-        raise InvalidInputError(f"-o/--output {args.output} is a file, not a folder")
+    created = not _existing_output_folder(args.output)
     record = OutputRecord(args.output)
     found = collect_inputs(args.inputs, output=args.output, allow_output_in_input=args.allow_output_in_input,
                            earlier_outputs=record.real_paths())
@@ -99,7 +101,6 @@ def run_enhance(args: argparse.Namespace) -> int:
         landmarks=args.save_landmarks, compare=args.compare, faces=args.save_faces,
     )
     check_inputs_are_not_replaced(plans, [image.path for image in inputs])
-    created = not args.output.exists()
     _prepare_output_folder(args.output)
     try:
         resolver = _build_resolver(args, limits)
@@ -122,6 +123,10 @@ def run_enhance(args: argparse.Namespace) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): account for every input
         summary.interrupted_by = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
         summary.left = [source for source, _ in jobs[done:]]
+        # The interrupted write cleans up after itself, unless the signal came just as its
+        # temporary file was created; nothing of ours is being written any more.
+        if done < len(jobs):
+            remove_abandoned_temporaries(jobs[done][1].image.parent, including_this_process=True)
     for line in summary.lines():
         print(line)
     return summary.exit_code()
@@ -146,9 +151,22 @@ def _run_one(
     summary.add_done(faces, written)
 
 
+def _existing_output_folder(folder: Path) -> bool:
+    """Whether ``-o`` exists (then as a folder); any other state of it stops the run."""
+    try:
+        info = os.stat(folder)
+    except (FileNotFoundError, NotADirectoryError):  # to be created (and then said why not)
+        return False
+    except OSError as exc:
+        raise InvalidInputError(f"-o/--output {folder}: {unusable_reason(exc, folder)}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise InvalidInputError(f"-o/--output {folder} is a file, not a folder")
+    return True
+
+
 def _prepare_output_folder(folder: Path) -> None:
     """Create ``-o`` and make sure files can be written into it, or stop the run (once)."""
-    from dicsr._files import remove_abandoned_temporaries, temporary_sibling
+    from dicsr._files import temporary_sibling
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
