@@ -109,6 +109,9 @@ def run_enhance(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 args.output.rmdir()
         raise
+    for folder in sorted({plan.image.parent for plan in plans}):
+        for removed in remove_abandoned_temporaries(folder):
+            logger.info("removed %s, left by an interrupted run", removed)
     summary = RunSummary(ignored=found.ignored)
     for entry in found.ignored:
         logger.info("ignored %s: %s", entry.path, entry.reason)
@@ -176,8 +179,6 @@ def _prepare_output_folder(folder: Path) -> None:
         raise InvalidInputError(
             f"-o/--output {folder}: cannot write there ({unusable_reason(exc, Path(exc.filename or folder))})"
         ) from exc
-    for removed in remove_abandoned_temporaries(folder):
-        logger.info("removed %s, left by an interrupted run", removed)
 
 
 def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
