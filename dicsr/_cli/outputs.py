@@ -191,7 +191,10 @@ def check_inputs_are_not_replaced(plans: Sequence[OutputFiles], inputs: Iterable
     """
     identities = {}
     for path in inputs:
-        info = os.stat(path)
+        try:
+            info = os.stat(path)
+        except OSError:  # gone since the walk: it fails on its own when its turn comes
+            continue
         identities[(info.st_dev, info.st_ino)] = path
     replaced = []
     for plan in plans:
