@@ -25,7 +25,16 @@ from dicsr._cli.outputs import OUTPUT_RECORD
 from dicsr._files import is_temporary_sibling
 from dicsr.errors import InvalidInputError
 
-__all__ = ["IMAGE_SUFFIXES", "Ignored", "InputImage", "Inputs", "collect_inputs", "real_path"]
+__all__ = [
+    "ALLOW_FLAG",
+    "IMAGE_SUFFIXES",
+    "Ignored",
+    "InputImage",
+    "Inputs",
+    "collect_inputs",
+    "real_path",
+    "unusable_reason",
+]
 
 #: Suffixes a folder walk takes as images (files named explicitly are read whatever their suffix).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})

@@ -31,14 +31,13 @@ class RunSummary:
 
     restored: int = 0
     faces: int = 0
+    completed_images: int = 0  # images whose photo existed and whose missing side files were written
     completed: dict[str, int] = field(default_factory=dict)  # side file kind -> images completed
     skipped: int = 0
     failures: list[tuple[Path, str]] = field(default_factory=list)
     ignored: Sequence[Ignored] = ()
     left: list[Path] = field(default_factory=list)
     interrupted_by: str | None = None
-
-    completed_images: int = 0  # images whose photo existed and whose missing side files were written
 
     def add_done(self, faces: int, written: set[str]) -> None:
         """Count one processed input: its faces and the kinds of output it wrote."""
