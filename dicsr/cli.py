@@ -7,26 +7,25 @@ diagnostics go through :mod:`logging` (``-v`` shows them).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
+import signal
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import traceback
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from PIL import Image
 
+from dicsr._cli.enhance import add_enhance_parser
+from dicsr._cli.interrupts import Terminated, sigterm_interrupts
 from dicsr._version import __version__
 from dicsr.errors import DicsrError
 
 __all__ = ["main"]
 
 logger = logging.getLogger("dicsr.cli")
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dicsr`` console script; returns the process exit code."""
@@ -44,13 +43,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.handler(args))
-    except DicsrError as exc:
-        print(f"dicsr: error: {exc}", file=sys.stderr)
-        return 1
+        with sigterm_interrupts(), warnings.catch_warnings():
+            # dicsr refuses oversized images itself (ImageTooLargeError, one line per file); Pillow's
+            # two-line warning about the same image would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return int(args.handler(args))
+    except Terminated:
+        print("dicsr: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("dicsr: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # never a traceback (unless -vv): one line, the error's own words
+        print(f"dicsr: error: {_one_line(exc)}", file=sys.stderr)
+        if args.verbose >= 2:
+            traceback.print_exc(file=sys.stderr)
+        elif not isinstance(exc, DicsrError):
+            print("dicsr: (an unexpected error: -vv shows where it happened)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    if isinstance(exc, DicsrError) and lines:
+        return lines[0]
+    name = "out of memory (MemoryError)" if isinstance(exc, MemoryError) else type(exc).__name__
+    return f"{name}: {lines[0]}" if lines else name
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -59,37 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    enhance = sub.add_parser("enhance", help="restore the faces in photos")
-    enhance.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
-    enhance.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    enhance.add_argument("-m", "--model", default="dic-celeba",
-                         help="zoo name, hf-hub:org/repo[@rev], model folder or checkpoint")
-    enhance.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    enhance.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
-    enhance.add_argument("--channels-last", action="store_true",
-                         help="NHWC memory format (with --dtype bfloat16: the CPU fast path)")
-    enhance.add_argument("--upscale", type=float, default=None,
-                         help="output scale of the photo (default: the model's scale)")
-    enhance.add_argument("--only-center-face", action="store_true")
-    enhance.add_argument("--max-faces", type=int, default=None)
-    enhance.add_argument("--aligned", action="store_true", help="inputs are already face crops")
-    enhance.add_argument("--detector", default="mobile0.25", choices=["mobile0.25", "resnet50"])
-    enhance.add_argument("--detector-weights", type=Path, default=None, help="local detector weights")
-    enhance.add_argument("--score-threshold", type=float, default=0.5)
-    enhance.add_argument("--batch-size", type=int, default=None)
-    enhance.add_argument("--max-pixels", type=int, default=None,
-                         help="refuse inputs with more pixels (decompression-bomb guard; 0 = no limit; "
-                              "default 89,478,485)")
-    enhance.add_argument("--save-faces", action="store_true", help="also write each restored face")
-    enhance.add_argument("--save-landmarks", action="store_true",
-                         help="write a JSON per image with boxes and landmarks in photo coordinates")
-    enhance.add_argument("--draw-landmarks", action="store_true", help="draw landmarks on the output")
-    enhance.add_argument("--compare", action="store_true", help="also write input|output side by side")
-    enhance.add_argument("--ext", default=None, help="output format, e.g. png (default: keep the input's)")
-    enhance.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip)")
-    enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
-    enhance.add_argument("--offline", action="store_true", help="never touch the network")
-    enhance.set_defaults(handler=_cmd_enhance)
+    add_enhance_parser(sub)
 
     models = sub.add_parser("models", help="list the model zoo and what is cached")
     models.add_argument("--json", action="store_true", help="machine-readable output")
@@ -110,159 +98,6 @@ def _build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true")
     convert.set_defaults(handler=_cmd_convert)
     return parser
-
-
-# -- enhance ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Summary:
-    images: int = 0
-    faces: int = 0
-    skipped: int = 0
-    failures: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def _cmd_enhance(args: argparse.Namespace) -> int:
-    from dicsr.pipeline import FaceSuperResolver
-
-    inputs = list(_collect_inputs(args.inputs))
-    if not inputs:
-        raise _no_inputs_error(args.inputs)
-    args.output.mkdir(parents=True, exist_ok=True)
-    resolver = FaceSuperResolver(
-        args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
-        upscale=args.upscale,
-        only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
-        detector_weights=args.detector_weights, score_threshold=args.score_threshold,
-        batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
-        **_max_pixels_option(args.max_pixels),
-    )
-    summary = _Summary()
-    for source, relative in _progress(inputs, enabled=not args.no_progress):
-        target = _output_path(args.output, relative, args.ext)
-        if target.exists() and not args.overwrite:
-            summary.skipped += 1
-            logger.info("skip %s: %s exists (use --overwrite)", source, target)
-            continue
-        try:
-            faces = _enhance_one(resolver, source, target, args)
-        except DicsrError as exc:
-            summary.failures.append((source, str(exc)))
-            logger.warning("failed %s: %s", source, exc)
-            continue
-        except (OSError, ValueError, RuntimeError) as exc:  # never let one file stop the batch
-            summary.failures.append((source, f"{type(exc).__name__}: {exc}"))
-            logger.warning("failed %s: %s", source, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
-            continue
-        summary.images += 1
-        summary.faces += faces
-
-    print(f"dicsr: {summary.images} image(s) restored, {summary.faces} face(s), "
-          f"{summary.skipped} skipped, {len(summary.failures)} failed")
-    for source, reason in summary.failures:
-        print(f"  failed: {source}: {reason.splitlines()[0] if reason else 'unknown error'}")
-    return 1 if summary.failures else 0
-
-
-def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
-    """``--max-pixels``: absent keeps the library default, 0 lifts the limit."""
-    if max_pixels is None:
-        return {}
-    if max_pixels < 0:
-        from dicsr.errors import InvalidInputError
-
-        raise InvalidInputError(f"--max-pixels must be >= 0, got {max_pixels}")
-    return {"max_pixels": max_pixels or None}
-
-
-def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Namespace) -> int:
-    from dicsr.image import save_image
-    from dicsr.visualize import draw_landmarks, side_by_side
-
-    result = resolver.enhance(source, aligned=args.aligned)
-    output = result.image
-    if args.draw_landmarks:
-        points = [f.landmarks_in_output for f in result.faces if f.landmarks_in_output is not None]
-        output = draw_landmarks(output, points)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save_image(output, target)
-    if args.compare:
-        save_image(side_by_side(source, output), target.with_name(f"{target.stem}_compare{target.suffix}"))
-    if args.save_faces:
-        for index, face in enumerate(result.faces):
-            save_image(face.image, target.with_name(f"{target.stem}_face{index:02d}.png"))
-    if args.save_landmarks:
-        target.with_suffix(".json").write_text(json.dumps(_landmarks_record(source, result), indent=2))
-    return result.num_faces
-
-
-def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
-    """JSON-ready description of the faces of one image, in output-photo coordinates."""
-    scale = result.upscale
-
-    def to_output(values: Any) -> Any:
-        # input-photo coordinates -> restored-photo coordinates (integers are pixel centres)
-        if values is None:
-            return None
-        return ((np.asarray(values, dtype=np.float64) + 0.5) * scale - 0.5).tolist()
-
-    faces = []
-    for face in result.faces:
-        faces.append({
-            "score": face.score,
-            "box": to_output(face.detection_box),
-            "crop_box": to_output(face.box),
-            "points5": to_output(face.points5),
-            "landmarks68": None if face.landmarks_in_output is None else face.landmarks_in_output.tolist(),
-        })
-    width, height = result.input_size
-    return {
-        "input": str(source),
-        "input_size": [width, height],
-        "upscale": scale,
-        "coordinates": "restored-photo pixels, (x, y), integer values are pixel centres",
-        "faces": faces,
-    }
-
-
-def _collect_inputs(patterns: Sequence[str]) -> Iterator[tuple[Path, Path]]:
-    """Yield ``(file, path relative to its root)`` for files, folders (recursive) and globs."""
-    seen: set[Path] = set()
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            candidates = [(p, p.relative_to(path)) for p in sorted(path.rglob("*"))
-                          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        elif path.exists():
-            candidates = [(path, Path(path.name))]
-        else:
-            candidates = [(Path(p), Path(Path(p).name)) for p in sorted(glob.glob(pattern, recursive=True))
-                          if Path(p).is_file()]
-        for file, relative in candidates:
-            key = file.resolve()
-            if key not in seen:
-                seen.add(key)
-                yield file, relative
-
-
-def _no_inputs_error(patterns: Sequence[str]) -> DicsrError:
-    from dicsr.errors import InvalidInputError
-
-    return InvalidInputError(f"no input images found in: {' '.join(patterns)}")
-
-
-def _output_path(root: Path, relative: Path, ext: str | None) -> Path:
-    target = root / relative
-    return target.with_suffix("." + ext.lstrip(".")) if ext else target
-
-
-def _progress(items: list[tuple[Path, Path]], *, enabled: bool) -> Any:
-    if not enabled or len(items) < 2:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc="dicsr", unit="img")
 
 
 # -- models / download / convert ----------------------------------------------------------------

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from dicsr._devices import resolve_device, resolve_dtype
+from dicsr._output_size import check_output_size, checked_upscale, default_output_scale
 from dicsr.errors import InvalidInputError
 from dicsr.face import crop as face_crop
 from dicsr.face.detect import DetectorNetwork
@@ -47,8 +48,8 @@ __all__ = ["BackgroundUpsampler", "FaceSuperResolver"]
 
 logger = logging.getLogger(__name__)
 
-#: Default cap on the restored photo's size when ``upscale`` is left to the model's scale:
-#: an 8x upscale of a 12 MP photo would need ~9 GB of float32 pixels.
+#: Default limit on the restored photo's size (``max_output_pixels``): an 8x upscale of a 12 MP
+#: photo would need ~9 GB of float32 pixels.
 DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000
 
 
@@ -97,7 +98,7 @@ class FaceSuperResolver:
         max_faces: keep at most this many faces (highest scores first).
         only_center_face: keep only the face closest to the image centre.
         upscale: output scale of the whole photo; default the model's scale (8 for DIC, 1 for
-            SPARNetHD), reduced if the output would exceed ``max_output_pixels``.
+            SPARNetHD), lowered (not below 1) if the output would exceed ``max_output_pixels``.
         refine_crop: for families that can (DIC): re-crop each face from the landmarks the network
             itself predicts (the training convention) and run it again when the crop moved
             noticeably; ignored for the others.
@@ -106,7 +107,9 @@ class FaceSuperResolver:
             PIL bicubic.
         max_pixels: decompression-bomb guard for inputs (``None``: no limit; Pillow's own limit
             still applies to files).
-        max_output_pixels: cap on the restored photo when ``upscale`` is not given.
+        max_output_pixels: limit on the restored photo, checked before it is allocated: the
+            default scale is lowered to fit; a photo that does not fit at an explicit ``upscale``
+            (or at scale 1) raises :class:`~dicsr.errors.ImageTooLargeError`. ``None``: no limit.
         cache_dir, revision, offline, progress: how model weights are fetched, passed to
             :func:`dicsr.weights.load_model` (``cache_dir`` is the Hugging Face cache for model
             weights; ``offline`` also applies to the detector weights).
@@ -132,7 +135,7 @@ class FaceSuperResolver:
         batch_size: int | None = None,
         bg_upsampler: BackgroundUpsampler | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+        max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
         cache_dir: str | Path | None = None,
         revision: str | None = None,
         offline: bool | None = None,
@@ -226,6 +229,14 @@ class FaceSuperResolver:
         self._adapter.to(device, dtype)
         return self
 
+    def load_detector(self) -> None:
+        """Fetch, verify and build the face detector now instead of at the first detection.
+
+        A service or a batch calls it at start-up, so that missing, damaged or unobtainable
+        detector weights fail once, before any photo is read. Calling it again does nothing.
+        """
+        self._get_detector()
+
     # -- main entry point ----------------------------------------------------------------------
 
     def enhance(
@@ -252,16 +263,21 @@ class FaceSuperResolver:
         Returns:
             An :class:`~dicsr.results.EnhanceResult`. A photo without faces is not an error: the
             result has no faces and, with ``paste_back``, the upscaled photo.
+
+        Raises:
+            ImageTooLargeError: with ``paste_back``, the restored photo would exceed
+                ``max_output_pixels`` (checked right after decoding, before any face is restored).
         """
         loaded = load_image(image, channel_order=channel_order, max_pixels=self._max_pixels)
         height, width = loaded.rgb.shape[:2]
+        # Before detection and the network: a photo too large to restore fails at once.
+        scale = self._output_scale(width, height, upscale, paste_back=paste_back)
         prepared = self._prepare_aligned(loaded) if aligned else self._prepare_detected(loaded)
 
         results = self._super_resolve([p.crop.lr for p in prepared], return_steps)
         if self._refine_crop and prepared:
             prepared, results = self._refine(loaded, prepared, results, return_steps)
 
-        scale = self._output_scale(width, height, upscale)
         faces = self._assemble_faces(loaded, prepared, results, scale)
         photo = self._paste(loaded, prepared, results, scale) if paste_back else None
         return EnhanceResult(image=photo, faces=tuple(faces), upscale=scale, input_size=(width, height))
@@ -371,21 +387,21 @@ class FaceSuperResolver:
                 results[i] = result
         return prepared, results
 
-    def _output_scale(self, width: int, height: int, upscale: float | None) -> float:
+    def _output_scale(self, width: int, height: int, upscale: float | None, *, paste_back: bool) -> float:
+        """The photo's scale for this call; with ``paste_back``, checked against ``max_output_pixels``."""
         requested = upscale if upscale is not None else self._upscale
+        model_scale = float(self.config.scale)
         if requested is not None:
-            if not requested > 0:
-                raise InvalidInputError(f"upscale must be > 0, got {requested}")
-            return float(requested)
-        scale = float(self.config.scale)
-        limit = (self._max_output_pixels / max(1, width * height)) ** 0.5
-        if scale > limit:
-            capped = max(1.0, float(np.floor(limit * 100) / 100))
+            scale = checked_upscale(requested)
+        else:
+            scale = default_output_scale(width, height, model_scale, self._max_output_pixels)
+        if paste_back:
+            check_output_size(width, height, scale, self._max_output_pixels, requested=requested is not None)
+        if requested is None and scale < model_scale:
             logger.warning(
                 "output of %dx%d at x%g would exceed %d pixels; using upscale=%g (pass upscale= "
-                "to override)", width, height, scale, self._max_output_pixels, capped,
+                "to override)", width, height, model_scale, self._max_output_pixels, scale,
             )
-            return capped
         return scale
 
     def _assemble_faces(

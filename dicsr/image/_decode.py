@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import logging
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,9 @@ __all__ = [
     "load_image",
     "swap_red_blue",
 ]
+
+# Named after the public package: users configure "dicsr.image", not its private modules.
+logger = logging.getLogger("dicsr.image")
 
 #: Default pixel limit of :func:`load_image`: Pillow's own ``MAX_IMAGE_PIXELS`` (≈ 89.5 MP, where
 #: Pillow starts warning about decompression bombs). A float32 RGB copy of such an image is ~1 GB.
@@ -151,11 +157,16 @@ def _check_size(width: int, height: int, max_pixels: int | None, *, what: str) -
 
 
 def _load_path(path: Path, max_pixels: int | None) -> LoadedImage:
-    if not path.exists():
-        raise InvalidImageError(f"image file not found: {path}")
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except OSError as exc:
+        # A link loop or an over-long name is not "not found": say which it is.
+        reason = {errno.ELOOP: "symbolic link loop", errno.ENAMETOOLONG: "file name too long"}.get(
+            exc.errno or 0, "broken symbolic link" if path.is_symlink() else "not found")
+        raise InvalidImageError(f"image file {reason}: {path}") from None
+    if not stat.S_ISREG(info.st_mode):
         raise InvalidImageError(f"not a file: {path}")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise InvalidImageError(f"image file is empty (0 bytes): {path}")
     return _decode_encoded(path, label=f"image {path.name}", kind="path", path=path, max_pixels=max_pixels)
 
@@ -178,6 +189,9 @@ def _decode_encoded(
         with Image.open(source) as opened:
             # Header only so far: check the size before a single pixel is decoded.
             _check_size(opened.width, opened.height, max_pixels, what=label)
+            if getattr(opened, "is_animated", False):
+                logger.warning("%s has %d frames (animated or multi-page); only the first is restored",
+                               where, getattr(opened, "n_frames", 0))
             opened.load()
             return _from_pil(opened, kind=kind, source_path=path)
     except Image.DecompressionBombError as exc:
@@ -190,7 +204,10 @@ def _decode_encoded(
         raise InvalidImageError(f"not an image file Pillow can decode: {where}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
         if isinstance(exc, InvalidImageError):
-            raise
+            # The checks on decoded samples (range, NaN, 32-bit values) know no file: name it here.
+            if path is None or path.name in str(exc):
+                raise
+            raise type(exc)(f"{path}: {exc}") from exc.__cause__
         # Pillow reports truncated data, bad chunks and broken headers through these types.
         raise InvalidImageError(f"cannot decode image {where}: {exc}") from exc
 

@@ -3,7 +3,7 @@ between Attentive Recovery and Landmark Estimation", CVPR 2020), exact to the of
 
 Every fact below comes from ``shared/specs/dic.md`` ("spec §n"), which describes the official
 ``Maclory/Deep-Iterative-Collaboration`` code. The network works in the official value space: RGB in
-[0, 1] minus the CelebA mean, no std division (spec §3); the adapter in :mod:`dicsr.adapters.dic`
+[0, 1] minus the CelebA mean, no std division (spec §3); the adapter in :mod:`dicsr.families.dic`
 owns that normalisation.
 
 Module and attribute names (``conv_in``, ``first_block``, ``block``, ``upBlocks``, ``fusion_block``,
