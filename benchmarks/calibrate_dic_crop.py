@@ -1,6 +1,6 @@
 """Calibrate the detection → crop-box models of dicsr.face.crop against annotated photos.
 
-DIC was trained on squares around the 68 landmarks enlarged 1.3× (``dic_box_from_landmarks68``).
+DIC was trained on squares around the 68 landmarks enlarged 1.3× (``landmark_square_from_points68``).
 At inference we only have RetinaFace's box and 5 points, so this script runs the real detector on
 the annotated photos of ../shared/faces (landmarks68.json), matches each annotated face to a
 detection, and fits by least squares
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dicsr.face.crop import dic_box_from_landmarks68
+from dicsr.face.crop import landmark_square_from_points68
 from dicsr.face.detect import DetectedFace, FaceDetector
 from dicsr.image import load_image
 
@@ -75,7 +75,7 @@ def collect_samples(shared: Path, detector: FaceDetector) -> tuple[list[Sample],
                     "%s face %d: no matching detection (best IoU %.2f)", image_name, index, best_iou
                 )
                 continue
-            x0, y0, x1, y1 = dic_box_from_landmarks68(points)
+            x0, y0, x1, y1 = landmark_square_from_points68(points)
             samples.append(
                 Sample(
                     image=image_name,

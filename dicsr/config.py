@@ -11,20 +11,15 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from dicsr.errors import CheckpointError
+from dicsr.errors import CheckpointError, InvalidInputError
+from dicsr.face.crop import crop_convention
 
-__all__ = ["CONFIG_FORMAT_VERSION", "CropConvention", "ModelConfig"]
+__all__ = ["CONFIG_FORMAT_VERSION", "ModelConfig"]
 
 CONFIG_FORMAT_VERSION = 1
 
-#: How a face is cut out of a photo for a model (see docs/model-zoo.md):
-#: ``dic_square``: axis-aligned square around the 68 landmarks, enlarged 1.3x (DIC/DICGAN);
-#: ``sparnet_square``: axis-aligned square face box (SPARNet on CelebA crops);
-#: ``ffhq``: FFHQ 5-point similarity warp (SPARNetHD).
-CropConvention = Literal["dic_square", "sparnet_square", "ffhq"]
-_CROPS = ("dic_square", "sparnet_square", "ffhq")
 _ARCHS = ("dic", "sparnet")
 
 
@@ -39,7 +34,9 @@ class ModelConfig:
         lr_size: side of the low-resolution face the network is fed (16 for DIC and SPARNet,
             512 for SPARNetHD, whose input is an upsampled low-quality face).
         hr_size: side of the restored face.
-        crop: face-crop convention the weights were trained with.
+        crop: face-crop convention the weights were trained with (a
+            :data:`~dicsr.face.crop.CropConvention`; the legacy names ``dic_square`` and
+            ``sparnet_square`` are read as ``landmark_square``).
         num_landmarks: landmarks the network predicts (68 for DIC, 0 otherwise).
         name: model-zoo name, if the folder was made for a registry entry.
         description, training_data, license, source: provenance shown in model cards.
@@ -64,8 +61,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in _ARCHS:
             raise CheckpointError(f"config.json: unknown arch {self.arch!r}; expected one of {_ARCHS}")
-        if self.crop not in _CROPS:
-            raise CheckpointError(f"config.json: unknown crop {self.crop!r}; expected one of {_CROPS}")
+        try:
+            # frozen dataclass: a legacy name is replaced by the convention it means
+            object.__setattr__(self, "crop", crop_convention(self.crop))
+        except InvalidInputError as exc:
+            raise CheckpointError(f"config.json: {exc}") from None
         if self.format_version > CONFIG_FORMAT_VERSION:
             raise CheckpointError(
                 f"config.json has format_version {self.format_version}, newer than this dicsr "

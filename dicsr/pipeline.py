@@ -362,7 +362,7 @@ class FaceSuperResolver:
             if landmarks is None or face.crop.box is None:
                 continue
             in_photo = face_crop.apply_affine(face.crop.inverse_affine, landmarks[0])
-            box = face_crop.dic_box_from_landmarks68(in_photo)
+            box = face_crop.landmark_square_from_points68(in_photo)
             if _box_moved(face.crop.box, box):
                 crop = face_crop.crop_face(loaded.rgb, box, convention=self.config.crop,
                                            lr_size=self.config.lr_size, hr_size=self.config.hr_size)

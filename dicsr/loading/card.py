@@ -19,10 +19,8 @@ __all__ = ["ConversionRecord", "render_model_card", "write_zoo_cards"]
 _HUB_LICENSES = {"CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0"}
 
 _CROPS = {
-    "dic_square": "axis-aligned square around the 68 landmarks, enlarged 1.3x, resized to the input size "
-    "(as DIC's CelebA/Helen training crops)",
-    "sparnet_square": "axis-aligned square face box resized to 16 px (as SPARNet's CelebA crops); the "
-    "adapter up-samples it to 128 px with PIL bicubic like the official test script",
+    "landmark_square": "axis-aligned square around the 68 landmarks' box, side 1.3x its longer side, "
+    "resized to the input size (dicsr estimates it from the face detection)",
     "ffhq": "FFHQ 5-point similarity warp to a 512 px face (as SPARNetHD's training data)",
 }
 _ARCH_NAMES = {"dic": "DIC / DICGAN generator", "sparnet": "SPARNet generator"}

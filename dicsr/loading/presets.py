@@ -27,7 +27,7 @@ class PresetSpec:
         lr_size: side of the low-resolution face (SPARNet: the 16 px face its adapter up-samples
             to 128 px, dic.md §3 / sparnet.md §5).
         hr_size: side of the restored face.
-        crop: face-crop convention of the training data (``dicsr.config.CropConvention``).
+        crop: face-crop convention of the training data (``dicsr.face.crop.CropConvention``).
         num_landmarks: landmarks the network predicts.
     """
 
@@ -40,9 +40,9 @@ class PresetSpec:
 # (arch, preset) -> spec. DIC: 16 -> 128 on 1.3x landmark squares (dic.md §1, §3); SPARNet and
 # Light: 16 -> 128 on CelebA face squares; SPARNetHD: 512 -> 512 FFHQ-aligned (sparnet.md §1, §5).
 _SPECS: dict[tuple[str, str], PresetSpec] = {
-    ("dic", "dic"): PresetSpec(16, 128, "dic_square", num_landmarks=68),
-    ("sparnet", "sparnet"): PresetSpec(16, 128, "sparnet_square"),
-    ("sparnet", "sparnet-light"): PresetSpec(16, 128, "sparnet_square"),
+    ("dic", "dic"): PresetSpec(16, 128, "landmark_square", num_landmarks=68),
+    ("sparnet", "sparnet"): PresetSpec(16, 128, "landmark_square"),
+    ("sparnet", "sparnet-light"): PresetSpec(16, 128, "landmark_square"),
     ("sparnet", "sparnethd-2d"): PresetSpec(512, 512, "ffhq"),
     ("sparnet", "sparnethd-3d"): PresetSpec(512, 512, "ffhq"),
 }
@@ -74,7 +74,7 @@ def preset_spec(arch: str, preset: str, arch_config: Mapping[str, Any] | None = 
     if spec is not None:
         return spec
     if arch == "sparnet" and arch_config is not None:
-        crop = "ffhq" if arch_config.get("norm") == "in" else "sparnet_square"
+        crop = "ffhq" if arch_config.get("norm") == "in" else "landmark_square"
         return PresetSpec(int(arch_config["in_size"]), int(arch_config["out_size"]), crop)
     if arch == "dic":
         return _SPECS[("dic", "dic")]

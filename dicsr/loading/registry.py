@@ -55,7 +55,7 @@ class ModelEntry:
         license: licence of the official weights.
         lr_size: side of the low-resolution face the model takes.
         hr_size: side of the restored face.
-        crop: face-crop convention (``dicsr.config.CropConvention``).
+        crop: face-crop convention (``dicsr.face.crop.CropConvention``).
         training_data: data set the official weights were trained on.
         official_source: where the official checkpoint is downloaded from.
         official_filename: the official checkpoint's file name (to pass to ``dicsr convert``).
@@ -122,7 +122,7 @@ def _dic(*, name: str, filename: str, training_data: str, description: str) -> M
         license=_DIC_LICENSE,
         lr_size=16,
         hr_size=128,
-        crop="dic_square",
+        crop="landmark_square",
         training_data=training_data,
         official_source=_DIC_DRIVE,
         # dic.md §4: probable released names (README/issues), not verified against the Drive folder.
@@ -147,7 +147,7 @@ def _sparnet(
         license=_SPARNET_LICENSE,
         lr_size=size if preset.startswith("sparnethd") else 16,
         hr_size=size,
-        crop="ffhq" if preset.startswith("sparnethd") else "sparnet_square",
+        crop="ffhq" if preset.startswith("sparnethd") else "landmark_square",
         training_data=training_data,
         official_source=_SPARNET_RELEASE,
         official_filename=filename,  # sparnet.md §1: the names test.sh loads
