@@ -47,6 +47,7 @@ PUBLIC_MODULES = (
     "dicsr.archs.sparnet",
     "dicsr.face.crop",
     "dicsr.face.detect",
+    "dicsr.face.select",
     "dicsr.face.paste",
     "dicsr.face.landmarks",
     "dicsr.loading",

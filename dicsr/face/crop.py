@@ -47,6 +47,8 @@ __all__ = [
     "crop_aligned",
     "crop_convention",
     "crop_face",
+    "crop_region_side",
+    "face_roll",
     "ffhq_affine",
     "invert_affine",
     "landmark_square_from_detection",
@@ -168,6 +170,17 @@ def landmark_square_from_points68(points68: np.ndarray) -> Box:
     return square_box((float(center[0]), float(center[1])), side)
 
 
+def face_roll(points5: np.ndarray) -> float:
+    """Roll of a face in degrees: the angle of its eye line (image-left eye → image-right eye).
+
+    0 for an upright face; positive when the image-right eye is lower (the face turned clockwise as
+    seen, since y points down).
+    """
+    points = _points(points5, 5, "points5")
+    dx, dy = points[1] - points[0]
+    return math.degrees(math.atan2(dy, dx))
+
+
 def landmark_square_from_detection(face: DetectedFace) -> Box:
     """Estimate the ``landmark_square`` box (:func:`landmark_square_from_points68`) from a detection.
 
@@ -178,6 +191,19 @@ def landmark_square_from_detection(face: DetectedFace) -> Box:
     width, height = x1 - x0, y1 - y0
     center = ((x0 + x1) / 2.0, (y0 + y1) / 2.0 + DETECTION_CENTER_DOWN * height)
     return square_box(center, DETECTION_SIDE_PER_BOX * max(width, height))
+
+
+def crop_region_side(face: DetectedFace, convention: str) -> float:
+    """Side, in source pixels, of the photo region a convention's crop of ``face`` covers.
+
+    ``landmark_square``: the side of :func:`landmark_square_from_detection`; ``ffhq``: the side of
+    the (turned) square that the similarity warp maps onto the aligned frame.
+    """
+    if crop_convention(convention) == "ffhq":
+        affine = ffhq_affine(face.points5, 512)
+        return 512.0 / math.sqrt(abs(float(np.linalg.det(affine[:, :2]))))
+    x0, _, x1, _ = landmark_square_from_detection(face)
+    return x1 - x0
 
 
 # --- affine maps ----------------------------------------------------------------------------------
