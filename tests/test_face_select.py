@@ -7,13 +7,15 @@ mouth 1.03 eye distances below the eyes), so each test moves one thing away from
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT, SHARED_DIR, shared_path
 
 from dicsr.errors import InvalidInputError
-from dicsr.face.crop import crop_region_side, landmark_square_from_detection
+from dicsr.face.crop import crop_region_side, landmark_square_from_detection, landmark_square_from_points68
 from dicsr.face.detect import DetectedFace
 from dicsr.face.select import (
     DUPLICATE_OVERLAP,
@@ -269,3 +271,88 @@ def test_bad_model_sizes_and_conventions_are_refused():
         select_faces([face(50, 50, 20)], convention="landmark_square", lr_size=0)
     with pytest.raises(InvalidInputError):
         select_faces([face(50, 50, 20)], convention="circle", lr_size=16)
+
+
+# --- real photos, the real detector ----------------------------------------------------------------
+#
+# The photo sets and the matching of detections to annotated faces are the benchmarks' own
+# (benchmarks/annotated_photos.py), so these tests check the very numbers docs/face-crops.md quotes
+# from benchmarks/results/.
+
+
+def _benchmark_module(name: str):
+    import importlib.util
+    import sys
+
+    shared_path("faces", "landmarks68.json")  # skips with the reason when ../shared is absent
+    path = REPO_ROOT / "benchmarks" / f"{name}.py"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # calibrate_dic_crop imports annotated_photos by name
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def benchmark_photos():
+    return _benchmark_module("annotated_photos")
+
+
+@pytest.fixture(scope="module")
+def detector(detector_weights):
+    from dicsr.face.detect import FaceDetector
+
+    return FaceDetector(detector_weights, score_threshold=0.2)
+
+
+@pytest.fixture(scope="module")
+def half_size(benchmark_photos, detector):
+    """The annotated photos at half size, upright and turned by 25°, with their detections."""
+    calibration = _benchmark_module("calibrate_dic_crop")
+    photos = benchmark_photos.annotated_photos(SHARED_DIR)
+    copies = [
+        benchmark_photos.variant(p, scale=s, angle=a) for (s, a) in calibration.TEST_SUBSET for p in photos
+    ]
+    return list(zip(copies, benchmark_photos.detect_all(detector, copies), strict=True))
+
+
+def _results(name: str) -> dict:
+    return json.loads((REPO_ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+
+
+def test_crop_residuals_per_pose_group_are_the_documented_ones(half_size, benchmark_photos):
+    calibration = _benchmark_module("calibrate_dic_crop")
+    samples = []
+    for photo, detections in half_size:
+        matching = benchmark_photos.match(photo, detections)
+        for index, det in matching.annotated.items():
+            if detections[det].score < SelectionPolicy().score_threshold:
+                continue
+            points = photo.faces68[index]
+            x0, y0, x1, y1 = landmark_square_from_points68(points)
+            samples.append(
+                calibration.Sample(
+                    photo=photo.name,
+                    variant=(photo.scale, photo.angle),
+                    manual=photo.manual[index],
+                    group=calibration.pose_group(points),
+                    face=detections[det],
+                    points68=points,
+                    target_center=np.array([(x0 + x1) / 2, (y0 + y1) / 2]),
+                    target_side=x1 - x0,
+                )
+            )
+    documented = _results("crop_calibration")["test_subset"]
+    now = calibration.summary(calibration.residuals(samples, landmark_square_from_detection), samples)
+    for group in ("frontal", "turned", "tilted", "all"):
+        measured, bound = now[group], documented["after"][group]
+        assert measured["faces"] == bound["faces"], group
+        assert measured["center_rms"] <= bound["center_rms"] + 1e-6, group
+        assert measured["side_rms"] <= bound["side_rms"] + 1e-6, group
+        assert measured["iou_mean"] >= bound["iou_mean"] - 1e-6, group
+        assert measured["clipped"] <= bound["clipped"] + 1e-6, group
+    # The pose-aware box is what the recalibration was for: tilted faces are clipped far less often
+    # and fit better than with the box model before it.
+    before = documented["before"]["tilted"]
+    assert now["tilted"]["clipped"] < before["clipped"] / 2 and now["tilted"]["iou_mean"] > before["iou_mean"]

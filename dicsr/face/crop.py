@@ -34,8 +34,10 @@ from dicsr.image import resize_float
 
 __all__ = [
     "CROP_CONVENTIONS",
+    "CROP_LOOSENESS",
     "DETECTION_CENTER_DOWN",
     "DETECTION_SIDE_PER_BOX",
+    "DETECTION_SIDE_PER_SIN_ROLL",
     "FFHQ_TEMPLATE_512",
     "LANDMARK_SQUARE_ENLARGE",
     "LEGACY_CROP_NAMES",
@@ -85,11 +87,17 @@ _CONVENTIONS_BY_NAME: Mapping[str, CropConvention] = {
 LANDMARK_SQUARE_ENLARGE = 1.3
 
 # --- calibrated detection → landmark_square model (benchmarks/calibrate_dic_crop.py) -----------------
-# RetinaFace box (x0, y0, x1, y1), w = x1 − x0, h = y1 − y0, made square MTCNN-style:
-#   centre = box centre + (0, DETECTION_CENTER_DOWN · h),  side = DETECTION_SIDE_PER_BOX · max(w, h).
-# Data, method and residuals: docs/face-crops.md, "Calibration of the detection → crop box".
-DETECTION_CENTER_DOWN = 0.1273
-DETECTION_SIDE_PER_BOX = 1.0382
+# RetinaFace box (x0, y0, x1, y1), w = x1 − x0, h = y1 − y0, and the roll ρ of its eye line:
+#   centre = box centre + DETECTION_CENTER_DOWN · h · (−sin ρ, cos ρ)   (down the face's own axis)
+#   side   = CROP_LOOSENESS · max(w, h) · (DETECTION_SIDE_PER_BOX + DETECTION_SIDE_PER_SIN_ROLL · |sin ρ|)
+# Data, method and residuals per pose group: docs/face-crops.md, "Calibration of the detection →
+# crop box".
+DETECTION_CENTER_DOWN = 0.1186
+DETECTION_SIDE_PER_BOX = 1.0387
+DETECTION_SIDE_PER_SIN_ROLL = 0.1582
+#: The calibrated side is enlarged by this factor: a slightly loose box shows the model a face a
+#: few percent smaller than it was trained on; a tight one cuts the jaw off.
+CROP_LOOSENESS = 1.05
 
 #: FFHQ five-point template in the 512×512 aligned frame (eye centres, nose tip, mouth corners in
 #: RetinaFace order): the FFHQ 1024 template halved, the figures published with GFPGAN/facexlib for
@@ -184,13 +192,18 @@ def face_roll(points5: np.ndarray) -> float:
 def landmark_square_from_detection(face: DetectedFace) -> Box:
     """Estimate the ``landmark_square`` box (:func:`landmark_square_from_points68`) from a detection.
 
-    Calibrated box model (see the constants above): the detector box made square around its
-    centre moved down by 12.7 % of its height, side 1.038 × its longer side.
+    Calibrated pose-aware box model (see the constants above): the detector box made square around
+    its centre moved 11.9 % of its height down the face's own axis (a tilted face's offset tilts
+    with it), side 1.039 × its longer side, plus 16 % of it times |sin roll| (the axis-aligned
+    training box of a tilted face is larger), all enlarged 5 % (err loose rather than clip a jaw).
     """
     x0, y0, x1, y1 = face.box
     width, height = x1 - x0, y1 - y0
-    center = ((x0 + x1) / 2.0, (y0 + y1) / 2.0 + DETECTION_CENTER_DOWN * height)
-    return square_box(center, DETECTION_SIDE_PER_BOX * max(width, height))
+    roll = math.radians(face_roll(face.points5))
+    offset = DETECTION_CENTER_DOWN * height
+    center = ((x0 + x1) / 2.0 - offset * math.sin(roll), (y0 + y1) / 2.0 + offset * math.cos(roll))
+    side = max(width, height) * (DETECTION_SIDE_PER_BOX + DETECTION_SIDE_PER_SIN_ROLL * abs(math.sin(roll)))
+    return square_box(center, CROP_LOOSENESS * side)
 
 
 def crop_region_side(face: DetectedFace, convention: str) -> float:
