@@ -321,6 +321,82 @@ def _results(name: str) -> dict:
     return json.loads((REPO_ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
 
 
+def test_no_two_restored_faces_overlap_on_real_photos(half_size):
+    largest_kept_overlap = 0.0
+    for photo, detections in half_size:
+        kept = select_faces(
+            detections, convention="landmark_square", lr_size=16, policy=SelectionPolicy(all_sizes=True)
+        ).kept
+        for i, a in enumerate(kept):
+            for b in kept[i + 1 :]:
+                overlap = overlap_of_smaller(a.box, b.box)
+                assert overlap <= DUPLICATE_OVERLAP, (photo.variant, a.box, b.box)
+                largest_kept_overlap = max(largest_kept_overlap, overlap)
+    # Neighbouring real faces whose boxes touch are still both restored (the rule is not blunt).
+    assert largest_kept_overlap > 0.1
+
+
+def test_no_face_is_restored_on_photos_without_one(benchmark_photos, detector):
+    photos = [
+        benchmark_photos.variant(p, scale=s)
+        for p in benchmark_photos.no_face_photos(SHARED_DIR)
+        for s in (1.0, 0.5, 0.25)
+    ]
+    kept_any_size = set()
+    for photo, detections in zip(photos, benchmark_photos.detect_all(detector, photos), strict=True):
+        assert select_faces(detections, convention="landmark_square", lr_size=16).kept == (), photo.variant
+        if select_faces(
+            detections, convention="landmark_square", lr_size=16, policy=SelectionPolicy(all_sizes=True)
+        ).kept:
+            kept_any_size.add(photo.name)
+    # At every size, only the dogs' faces (eyes, nose and mouth where a person's are, scored 0.97)
+    # pass: docs/face-crops.md lists it; the cat, the woman seen from behind and the saw never do.
+    assert kept_any_size <= {"dlib/examples/faces/dogs.jpg"}
+
+
+def test_precision_and_recall_at_the_defaults_are_the_documented_ones(half_size, benchmark_photos):
+    documented = _results("face_selection")["test_subset"]
+    found = faces = true = false = 0
+    for photo, detections in half_size:
+        if photo.angle:
+            continue
+        matching = benchmark_photos.match(photo, detections)
+        kept = {
+            id(f)
+            for f in select_faces(
+                detections, convention="landmark_square", lr_size=16, policy=SelectionPolicy(all_sizes=True)
+            ).kept
+        }
+        for i, face_ in enumerate(detections):
+            if id(face_) in kept and i not in matching.ignored:
+                if matching.face_of(i) is not None and i not in matching.duplicates:
+                    true += 1
+                else:
+                    false += 1
+        faces += len(photo.faces68)
+        found += sum(id(detections[i]) in kept for i in matching.annotated.values())
+    assert true / (true + false) >= documented["precision"]
+    assert found / faces >= documented["recall"]
+    assert faces == documented["faces"]
+
+
+def test_large_faces_are_left_alone_and_reported(detector):
+    from dicsr.image import load_image
+
+    photo = load_image(shared_path("faces", "face_recognition", "examples", "two_people.jpg")).to_uint8()
+    detections = detector.detect(photo)
+    selection = select_faces(detections, convention="landmark_square", lr_size=16)
+    assert selection.kept == ()
+    assert len(selection.skipped) == 2
+    for skipped in selection.skipped:
+        assert skipped.reason == "larger than the model's useful size"
+        assert crop_region_side(skipped.face, "landmark_square") > 100 and "> 32 px" in skipped.detail
+    everyone = select_faces(
+        detections, convention="landmark_square", lr_size=16, policy=SelectionPolicy(all_sizes=True)
+    )
+    assert len(everyone.kept) == 2 and everyone.skipped == ()
+
+
 def test_crop_residuals_per_pose_group_are_the_documented_ones(half_size, benchmark_photos):
     calibration = _benchmark_module("calibrate_dic_crop")
     samples = []
