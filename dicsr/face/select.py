@@ -7,8 +7,8 @@ geometry behind each rule and its margin on the annotated faces):
 1. **Score**: detections under the score threshold are dropped (or reported, when asked).
 2. **Plausible landmarks**: the five points must be where a face's eyes, nose and mouth can be:
    inside the box, eyes above nose above mouth in the face's own (rolled) frame, a roll a photo of
-   an upright person can have, and an eye distance that fits the box. Non-faces (a cap badge, a
-   pair of dice) often fail one of them; a real face's points pass with a margin.
+   an upright person can have, and an eye distance that fits the box. Gross non-faces (a pair of
+   dice, a dog lying on its side) fail one of them; a real face's points pass with a margin.
 3. **Once per face**: a detection lying mostly inside a higher-scored one (intersection over the
    *smaller* box), or whose five points coincide with a higher-scored one's, is a duplicate; it
    would otherwise be restored twice and blended into ghosted features. Both detection passes
@@ -202,7 +202,7 @@ def select_faces(
     for face in unique:
         side = crop_region_side(face, convention)
         if side > largest:
-            detail = f"crop {side:.0f} px > {largest:.0f} px" + (
+            detail = f"crop {side:.1f} px > {largest:g} px" + (
                 f" ({USEFUL_CROP_PER_INPUT:g} × the model's {lr_size}-px input)"
                 if policy.max_face_size is None
                 else ""
