@@ -71,7 +71,7 @@ def model_config() -> ModelConfig:
         arch_config=dataclasses.asdict(DIC_PRESETS["dic"]),
         lr_size=16,
         hr_size=128,
-        crop="dic_square",
+        crop="landmark_square",
         num_landmarks=68,
         normalisation=DICAdapter.normalisation(),
     )

@@ -44,6 +44,7 @@ PUBLIC_MODULES = (
     "dicsr.families.sparnet",
     "dicsr.face.crop",
     "dicsr.face.detect",
+    "dicsr.face.select",
     "dicsr.face.paste",
     "dicsr.face.landmarks",
     "dicsr.weights",

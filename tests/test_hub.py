@@ -134,7 +134,7 @@ def test_first_download_then_cache_hit(hub: HubServer, dic_folder: Path, tmp_pat
     expected = load_model(dic_folder)
     for key, tensor in expected.network.state_dict().items():
         assert torch.equal(adapter.network.state_dict()[key], tensor), key
-    assert adapter.config.name == "dic-celeba" and adapter.config.crop == "dic_square"
+    assert adapter.config.name == "dic-celeba" and adapter.config.crop == "landmark_square"
 
     hub.reset_counts()
     folder = download_model(entry, cache_dir=tmp_path, progress=False)

@@ -256,7 +256,7 @@ def test_to_returns_self_and_moves_the_network(sparnet_model_dir: Path) -> None:
 def test_refine_crop_recrops_from_dics_own_landmarks(dic_model_dir: Path, detector_weights: Path,
                                                       dic_result: EnhanceResult, small_two_people) -> None:
     """refine_crop: the training-style box of the first pass's landmarks becomes the crop."""
-    from dicsr.face.crop import dic_box_from_landmarks68, invert_affine
+    from dicsr.face.crop import invert_affine, landmark_square_from_points68
 
     refined = FaceSuperResolver(dic_model_dir, device="cpu", detector_weights=detector_weights,
                                 refine_crop=True).enhance(small_two_people)
@@ -265,7 +265,7 @@ def test_refine_crop_recrops_from_dics_own_landmarks(dic_model_dir: Path, detect
     for first, second in zip(dic_result.faces, refined.faces, strict=True):
         assert second.detection_box == first.detection_box
         landmarks_in_photo = apply_affine(invert_affine(first.affine), first.landmarks)
-        training_box = np.array(dic_box_from_landmarks68(landmarks_in_photo))
+        training_box = np.array(landmark_square_from_points68(landmarks_in_photo))
         side = first.box[2] - first.box[0]
         if np.abs(training_box - np.array(first.box)).max() > 0.1 * side:
             moved += 1

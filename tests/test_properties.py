@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageOps
 
-from dicsr.face.crop import apply_affine, box_affine, crop_face, dic_box_from_landmarks68, square_box
+from dicsr.face.crop import apply_affine, box_affine, crop_face, landmark_square_from_points68, square_box
 from dicsr.face.detect import DetectedFace, FaceDetector
 from dicsr.face.paste import face_mask, paste_faces
 from dicsr.image import load_image, to_output, to_uint8, upscaled_size
@@ -318,7 +318,7 @@ def test_pasting_an_unmodified_pixel_aligned_crop_reproduces_the_photo(height, w
     # must come back everywhere (the part of the face inside the photo included), to float rounding.
     photo = np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
     box = (x0 - 0.5, y0 - 0.5, x0 - 0.5 + size, y0 - 0.5 + size)
-    crop = crop_face(photo, box, convention="dic_square", lr_size=4, hr_size=size)
+    crop = crop_face(photo, box, convention="landmark_square", lr_size=4, hr_size=size)
     out = paste_faces(photo, [(crop.hr, crop.affine)], upscale=1.0)
     np.testing.assert_allclose(out, photo, rtol=0, atol=1e-6)
 
@@ -353,7 +353,7 @@ def test_crop_then_paste_reproduces_a_smooth_photo_inside_the_face(
     # Faces under 8 output pixels are pre-shrunk to a 4-px image whose clamped edge taps reach the
     # opaque core; nothing dicsr produces is that small (8x upscaling of 16-px faces).
     assume(side * upscale >= 8)
-    crop = crop_face(photo, square_box(center, side), convention="dic_square", lr_size=4, hr_size=size)
+    crop = crop_face(photo, square_box(center, side), convention="landmark_square", lr_size=4, hr_size=size)
     out = paste_faces(upscale_background(photo, upscale), [(crop.hr, crop.affine)], upscale=upscale)
 
     (mask,) = output_masks(out.shape, [(crop.hr, crop.affine)], upscale)
@@ -386,9 +386,9 @@ def test_annotated_landmarks_land_inside_the_dic_crop(annotated_faces, data, sca
     shift = np.array([data.draw(st.floats(-300, 300)), data.draw(st.floats(-300, 300))])
     rotation = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     moved = points @ rotation.T + shift
-    box = dic_box_from_landmarks68(moved)
+    box = landmark_square_from_points68(moved)
     photo = np.zeros((8, 8, 3), dtype=np.float32)  # the points may lie anywhere, in or out of it
-    crop = crop_face(photo, box, convention="dic_square", lr_size=4, hr_size=size)
+    crop = crop_face(photo, box, convention="landmark_square", lr_size=4, hr_size=size)
     in_face = apply_affine(crop.affine, moved)
     margin = size * 0.15 / 1.3 - 1e-6
     assert (in_face >= -0.5 + margin).all() and (in_face <= size - 0.5 - margin).all()
@@ -407,7 +407,7 @@ def real_detections(detector_weights):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data(), st.floats(0.25, 4.0), st.floats(-200, 200), st.floats(-200, 200),
-       st.sampled_from(["dic_square", "sparnet_square", "ffhq"]))
+       st.sampled_from(["landmark_square", "ffhq"]))
 def test_detected_points_land_inside_every_crop_convention(real_detections, data, scale, dx, dy, convention):
     # Real RetinaFace detections, scaled and moved (crops are equivariant to that): the five points
     # (eyes, nose, mouth corners) lie inside the face frame of every crop convention.

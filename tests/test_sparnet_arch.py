@@ -80,7 +80,7 @@ def _sparnet_model_config(**overrides) -> ModelConfig:
         "arch_config": dataclasses.asdict(SPARNET_PRESETS["sparnet"]),
         "lr_size": 16,
         "hr_size": 128,
-        "crop": "sparnet_square",
+        "crop": "landmark_square",
     }
     return ModelConfig(**{**fields, **overrides})
 

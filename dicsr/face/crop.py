@@ -22,7 +22,7 @@ fill it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,51 +33,71 @@ from dicsr.face.detect import DetectedFace
 from dicsr.image._resample import resize_float
 
 __all__ = [
+    "CROP_CONVENTIONS",
+    "CROP_LOOSENESS",
     "DETECTION_CENTER_DOWN",
     "DETECTION_SIDE_PER_BOX",
-    "DIC_BOX_ENLARGE",
+    "DETECTION_SIDE_PER_SIN_ROLL",
     "FFHQ_TEMPLATE_512",
+    "LANDMARK_SQUARE_ENLARGE",
+    "LEGACY_CROP_NAMES",
     "Box",
     "CropConvention",
     "FaceCrop",
     "apply_affine",
     "box_affine",
     "crop_aligned",
+    "crop_convention",
     "crop_face",
-    "dic_box_from_detection",
-    "dic_box_from_landmarks68",
+    "crop_region_side",
+    "face_roll",
     "ffhq_affine",
     "invert_affine",
+    "landmark_square_from_detection",
+    "landmark_square_from_points68",
     "similarity_transform",
-    "sparnet_box_from_detection",
     "square_box",
     "warp_affine",
 ]
 
-#: How a face is cut out of a photo for a model (see docs/model-zoo.md):
-#: ``dic_square``: axis-aligned square around the 68 landmarks, enlarged 1.3x (DIC/DICGAN);
-#: ``sparnet_square``: axis-aligned square face box (SPARNet on CelebA crops);
-#: ``ffhq``: FFHQ 5-point similarity warp (SPARNetHD).
-CropConvention = Literal["dic_square", "sparnet_square", "ffhq"]
 Box = tuple[float, float, float, float]
 CropTarget = DetectedFace | Sequence[float] | np.ndarray
 
-#: DIC training crops: square around the 68-landmark box enlarged by this factor (model card of
-#: the DIC configurations, convention ``dic_square``; spec dic.md §1 "crop face bbox").
-DIC_BOX_ENLARGE = 1.3
+#: How a face is cut out of a photo, named by its geometry (docs/face-crops.md):
+#: ``landmark_square``: axis-aligned square around the 68 landmarks' box, side 1.3 × its longer
+#: side (estimated from a detection at inference); ``ffhq``: 5-point similarity warp onto the FFHQ
+#: template.
+CropConvention = Literal["landmark_square", "ffhq"]
+CROP_CONVENTIONS: tuple[CropConvention, ...] = ("landmark_square", "ffhq")
 
-# --- calibrated detection → DIC-box model (benchmarks/calibrate_dic_crop.py, docs/face-crops.md) ----
-# RetinaFace box (x0, y0, x1, y1), w = x1 − x0, h = y1 − y0, made square MTCNN-style:
-#   centre = box centre + (0, DETECTION_CENTER_DOWN · h),  side = DETECTION_SIDE_PER_BOX · max(w, h).
-# Data: the 55 annotated faces of ../shared/faces/landmarks68.json (20 photos; 10 hand-annotated,
-# 45 dlib-model or semi-automatic), each matched to a real RetinaFace mobile0.25 detection (IoU with
-# the tight landmark box ≥ 0.3, all matched). Target: dic_box_from_landmarks68. Method: linear least
-# squares of centre offset and side, each normalised by the target side. Residuals, leave-one-photo-
-# out: centre error RMS 3.6 % of the side (max 8.4 %), side error RMS 6.9 % (max 31 %), IoU
-# with the training box mean 0.88 (min 0.58). A 5-point model (eye/mouth/nose geometry) was
-# fitted too and generalised worse (centre RMS 5.0 %, IoU mean 0.86).
-DETECTION_CENTER_DOWN = 0.1273
-DETECTION_SIDE_PER_BOX = 1.0382
+#: Names earlier dicsr versions wrote into ``config.json``, read as the convention they meant: both
+#: were the same square (the SPARNet crops were framed like DIC's, see docs/face-crops.md).
+LEGACY_CROP_NAMES: Mapping[str, CropConvention] = {
+    "dic_square": "landmark_square",
+    "sparnet_square": "landmark_square",
+}
+
+_CONVENTIONS_BY_NAME: Mapping[str, CropConvention] = {
+    **{name: name for name in CROP_CONVENTIONS},
+    **LEGACY_CROP_NAMES,
+}
+
+#: ``landmark_square``: the side is this factor times the longer side of the 68 landmarks' box (the
+#: DIC training crops, spec dic.md §1 "crop face bbox").
+LANDMARK_SQUARE_ENLARGE = 1.3
+
+# --- calibrated detection → landmark_square model (benchmarks/calibrate_dic_crop.py) -----------------
+# RetinaFace box (x0, y0, x1, y1), w = x1 − x0, h = y1 − y0, and the roll ρ of its eye line:
+#   centre = box centre + DETECTION_CENTER_DOWN · h · (−sin ρ, cos ρ)   (down the face's own axis)
+#   side   = CROP_LOOSENESS · max(w, h) · (DETECTION_SIDE_PER_BOX + DETECTION_SIDE_PER_SIN_ROLL · |sin ρ|)
+# Data, method and residuals per pose group: docs/face-crops.md, "Calibration of the detection →
+# crop box".
+DETECTION_CENTER_DOWN = 0.1186
+DETECTION_SIDE_PER_BOX = 1.0387
+DETECTION_SIDE_PER_SIN_ROLL = 0.1582
+#: The calibrated side is enlarged by this factor: a slightly loose box shows the model a face a
+#: few percent smaller than it was trained on; a tight one cuts the jaw off.
+CROP_LOOSENESS = 1.05
 
 #: FFHQ five-point template in the 512×512 aligned frame (eye centres, nose tip, mouth corners in
 #: RetinaFace order): the FFHQ 1024 template halved, the figures published with GFPGAN/facexlib for
@@ -131,38 +151,72 @@ def square_box(center: tuple[float, float], side: float) -> Box:
     return (cx - half, cy - half, cx + half, cy + half)
 
 
-def dic_box_from_landmarks68(points68: np.ndarray) -> Box:
-    """The DIC training crop box of a face with 68 annotated landmarks.
+def crop_convention(name: str) -> CropConvention:
+    """The crop convention called ``name``, reading the legacy names of :data:`LEGACY_CROP_NAMES`.
+
+    Raises:
+        InvalidInputError: ``name`` is no convention, old or new.
+    """
+    convention = _CONVENTIONS_BY_NAME.get(name)
+    if convention is not None:
+        return convention
+    known = ", ".join(CROP_CONVENTIONS)
+    raise InvalidInputError(f"unknown crop convention {name!r}; expected one of {known}")
+
+
+def landmark_square_from_points68(points68: np.ndarray) -> Box:
+    """The ``landmark_square`` crop box of a face with 68 annotated landmarks.
 
     The landmarks' bounding box (min/max of the points), made square with side
-    ``1.3 · max(width, height)`` around the bounding box centre, no rotation (dic.md §1).
+    ``1.3 · max(width, height)`` around the bounding box centre, no rotation: how the DIC training
+    crops were cut (dic.md §1).
     """
     points = _points(points68, 68, "points68")
     low, high = points.min(axis=0), points.max(axis=0)
     center = (low + high) / 2.0
-    return square_box((float(center[0]), float(center[1])), DIC_BOX_ENLARGE * float((high - low).max()))
+    side = LANDMARK_SQUARE_ENLARGE * float((high - low).max())
+    return square_box((float(center[0]), float(center[1])), side)
 
 
-def dic_box_from_detection(face: DetectedFace) -> Box:
-    """Estimate the DIC training box (:func:`dic_box_from_landmarks68`) from a RetinaFace detection.
+def face_roll(points5: np.ndarray) -> float:
+    """Roll of a face in degrees: the angle of its eye line (image-left eye → image-right eye).
 
-    Calibrated box model (see the constants above): the detector box made square around its
-    centre moved down by 12.7 % of its height, side 1.038 × its longer side.
+    0 for an upright face; positive when the image-right eye is lower (the face turned clockwise as
+    seen, since y points down).
+    """
+    points = _points(points5, 5, "points5")
+    dx, dy = points[1] - points[0]
+    return math.degrees(math.atan2(dy, dx))
+
+
+def landmark_square_from_detection(face: DetectedFace) -> Box:
+    """Estimate the ``landmark_square`` box (:func:`landmark_square_from_points68`) from a detection.
+
+    Calibrated pose-aware box model (see the constants above): the detector box made square around
+    its centre moved 11.9 % of its height down the face's own axis (a tilted face's offset tilts
+    with it), side 1.039 × its longer side, plus 16 % of it times |sin roll| (the axis-aligned
+    training box of a tilted face is larger), all enlarged 5 % (err loose rather than clip a jaw).
     """
     x0, y0, x1, y1 = face.box
     width, height = x1 - x0, y1 - y0
-    center = ((x0 + x1) / 2.0, (y0 + y1) / 2.0 + DETECTION_CENTER_DOWN * height)
-    return square_box(center, DETECTION_SIDE_PER_BOX * max(width, height))
+    roll = math.radians(face_roll(face.points5))
+    offset = DETECTION_CENTER_DOWN * height
+    center = ((x0 + x1) / 2.0 - offset * math.sin(roll), (y0 + y1) / 2.0 + offset * math.cos(roll))
+    side = max(width, height) * (DETECTION_SIDE_PER_BOX + DETECTION_SIDE_PER_SIN_ROLL * abs(math.sin(roll)))
+    return square_box(center, CROP_LOOSENESS * side)
 
 
-def sparnet_box_from_detection(face: DetectedFace) -> Box:
-    """SPARNet crop box: the same square as :func:`dic_box_from_detection`.
+def crop_region_side(face: DetectedFace, convention: str) -> float:
+    """Side, in source pixels, of the photo region a convention's crop of ``face`` covers.
 
-    SPARNet's training crops (CelebA, random scale 1.0–1.3) are not specified further, but the
-    released model is evaluated on DIC's Helen test split (``Helen_test_DIC``, sparnet.md §1), i.e.
-    on DIC-convention crops; so its faces are framed like DIC's.
+    ``landmark_square``: the side of :func:`landmark_square_from_detection`; ``ffhq``: the side of
+    the (turned) square that the similarity warp maps onto the aligned frame.
     """
-    return dic_box_from_detection(face)
+    if crop_convention(convention) == "ffhq":
+        affine = ffhq_affine(face.points5, 512)
+        return 512.0 / math.sqrt(abs(float(np.linalg.det(affine[:, :2]))))
+    x0, _, x1, _ = landmark_square_from_detection(face)
+    return x1 - x0
 
 
 # --- affine maps ----------------------------------------------------------------------------------
@@ -335,7 +389,7 @@ def crop_face(
     rgb: np.ndarray,
     target: CropTarget,
     *,
-    convention: CropConvention,
+    convention: str,
     lr_size: int,
     hr_size: int,
 ) -> FaceCrop:
@@ -346,15 +400,16 @@ def crop_face(
         target: a :class:`DetectedFace`; or, for the square conventions, a crop box
             ``(x0, y0, x1, y1)`` in source pixels; or, for ``"ffhq"``, ``5×2`` points in
             RetinaFace order.
-        convention: ``"dic_square"`` (calibrated DIC box → ``hr_size`` → ``lr_size``),
-            ``"sparnet_square"`` (squared detector box → ``hr_size`` → ``lr_size``) or ``"ffhq"``
-            (5-point similarity warp to ``hr_size``; LR is the warped face, resized to ``lr_size``
-            if that differs).
+        convention: ``"landmark_square"`` (the square estimated from the detection → ``hr_size`` →
+            ``lr_size``) or ``"ffhq"`` (5-point similarity warp to ``hr_size``; LR is the warped
+            face, resized to ``lr_size`` if that differs); the legacy names of
+            :data:`LEGACY_CROP_NAMES` are read too.
         lr_size, hr_size: network input and output sides (``ModelConfig``).
     """
     _check_photo(rgb)
     if lr_size <= 0 or hr_size <= 0:
         raise InvalidInputError(f"lr_size and hr_size must be positive, got {lr_size} and {hr_size}")
+    convention = crop_convention(convention)
     if convention == "ffhq":
         points = target.points5 if isinstance(target, DetectedFace) else np.asarray(target, dtype=np.float64)
         if points.shape != (5, 2):
@@ -363,8 +418,6 @@ def crop_face(
         hr = np.clip(warp_affine(rgb, affine, (hr_size, hr_size)), 0.0, 1.0)
         lr = hr if lr_size == hr_size else np.clip(resize_float(hr, (lr_size, lr_size)), 0.0, 1.0)
         return FaceCrop(lr=lr, hr=hr, affine=affine, box=None, convention=convention)
-    if convention not in ("dic_square", "sparnet_square"):
-        raise InvalidInputError(f"unknown crop convention {convention!r}")
     box = _square_box_for(target, convention)
     hr = _crop_resize(rgb, box, hr_size)
     # Training LR = Pillow bicubic of the HR crop (dic.md §1, sparnet.md §5), here without the
@@ -390,11 +443,7 @@ def crop_aligned(rgb: np.ndarray, *, lr_size: int, hr_size: int) -> FaceCrop:
 
 def _square_box_for(target: CropTarget, convention: str) -> Box:
     if isinstance(target, DetectedFace):
-        return (
-            dic_box_from_detection(target)
-            if convention == "dic_square"
-            else sparnet_box_from_detection(target)
-        )
+        return landmark_square_from_detection(target)
     box = np.asarray(target, dtype=np.float64).reshape(-1)
     if box.shape != (4,) or not np.isfinite(box).all():
         raise InvalidInputError(f"{convention} needs a DetectedFace or a finite (x0, y0, x1, y1) box")

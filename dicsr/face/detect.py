@@ -315,7 +315,7 @@ def _retinaface_class() -> type:
     """
     from facexlib.detection.retinaface import RetinaFace
 
-    class RetinaFaceWithPriorCache(RetinaFace):  # type: ignore[misc]
+    class RetinaFaceWithPriorCache(RetinaFace):
         def _RetinaFace__detect_faces(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
             # facexlib's __detect_faces, with the priors from the cache.
             height, width = inputs.shape[2:]

@@ -17,10 +17,10 @@ import json
 import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any
 
 from dicsr.errors import CheckpointError
-from dicsr.face.crop import CropConvention
+from dicsr.face.crop import CROP_CONVENTIONS, LEGACY_CROP_NAMES, CropConvention, crop_convention
 
 __all__ = ["CONFIG_FORMAT_VERSION", "MAX_CONFIG_BYTES", "MAX_FACE_SIZE", "ModelConfig"]
 
@@ -35,7 +35,8 @@ _MAX_LANDMARKS = 1000
 #: Longest provenance text accepted (``description``, ``license``, ...).
 _MAX_TEXT = 10_000
 
-_CROPS: tuple[str, ...] = get_args(CropConvention)
+_CROPS: tuple[str, ...] = CROP_CONVENTIONS
+_CROP_NAMES = frozenset(CROP_CONVENTIONS) | frozenset(LEGACY_CROP_NAMES)
 _TEXT_FIELDS = ("preset", "name", "description", "training_data", "license", "source")
 _REQUIRED = ("arch", "preset", "arch_config", "lr_size", "hr_size", "crop")
 
@@ -55,7 +56,8 @@ class ModelConfig:
         lr_size: side of the low-resolution face the network is fed (16 for DIC and SPARNet,
             512 for SPARNetHD, whose input is an upsampled low-quality face).
         hr_size: side of the restored face.
-        crop: face-crop convention the weights were trained with.
+        crop: face-crop convention the weights were trained with (the legacy names ``dic_square``
+            and ``sparnet_square`` are read as ``landmark_square``).
         num_landmarks: landmarks the network predicts (68 for DIC, 0 otherwise).
         name: model-zoo name, if the folder was made for a zoo entry.
         description, training_data, license, source: provenance shown in model cards.
@@ -95,8 +97,10 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or len(value) > _MAX_TEXT:
                 raise CheckpointError(f"field {name!r} must be a string of at most {_MAX_TEXT:,} characters")
-        if self.crop not in _CROPS:
+        if not isinstance(self.crop, str) or self.crop not in _CROP_NAMES:
             raise CheckpointError(f"field 'crop' is {_shown(self.crop)}; expected one of {', '.join(_CROPS)}")
+        # Frozen dataclass: a legacy name is replaced by the convention it means.
+        object.__setattr__(self, "crop", crop_convention(self.crop))
         _require_int("lr_size", self.lr_size, 1, MAX_FACE_SIZE)
         _require_int("hr_size", self.hr_size, 1, MAX_FACE_SIZE)
         _require_int("num_landmarks", self.num_landmarks, 0, _MAX_LANDMARKS)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from dicsr.errors import CheckpointError
-from dicsr.face.crop import Box, dic_box_from_landmarks68
+from dicsr.face.crop import Box, landmark_square_from_points68
 from dicsr.families._config import ModelConfig
 from dicsr.families._family import Family, Preset
 from dicsr.families.dic import _checkpoint
@@ -29,7 +29,7 @@ MAX_LR_SIZE = 64
 
 # 16 -> 128 on 1.3x landmark squares (dic.md §1, §3). Peak activation memory of one face in float32,
 # measured on the CPU: ~285 MB (dic.md §5), rounded up.
-_PRESET = Preset(DIC_PRESETS["dic"], lr_size=16, hr_size=128, crop="dic_square", num_landmarks=68,
+_PRESET = Preset(DIC_PRESETS["dic"], lr_size=16, hr_size=128, crop="landmark_square", num_landmarks=68,
                  bytes_per_face=300e6)
 
 
@@ -68,7 +68,7 @@ class DICFamily(Family):
 
     def recrop_box(self, landmarks: np.ndarray) -> Box:
         """The training box (square around the 68 landmarks, enlarged 1.3x, dic.md §1)."""
-        return dic_box_from_landmarks68(landmarks)
+        return landmark_square_from_points68(landmarks)
 
 
 FAMILY = DICFamily(
@@ -93,7 +93,7 @@ FAMILY = DICFamily(
         "scale": (8, 8),
     },
     crop_notes={
-        "dic_square": "axis-aligned square around the 68 landmarks, enlarged 1.3x, resized to the input "
+        "landmark_square": "axis-aligned square around the 68 landmarks, enlarged 1.3x, resized to the input "
         "size (as DIC's CelebA/Helen training crops)",
     },
 )

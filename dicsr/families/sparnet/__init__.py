@@ -31,7 +31,7 @@ _BYTES_PER_FACE_HD = 1.6e9
 # layout's 128 px in_size like the official loader); SPARNetHD: 512 -> 512 FFHQ-aligned
 # (sparnet.md §1, §5).
 _PRESETS = {
-    name: Preset(SPARNET_PRESETS[name], 16, 128, "sparnet_square", bytes_per_face=_BYTES_PER_FACE_128)
+    name: Preset(SPARNET_PRESETS[name], 16, 128, "landmark_square", bytes_per_face=_BYTES_PER_FACE_128)
     for name in ("sparnet", "sparnet-light")
 } | {
     name: Preset(SPARNET_PRESETS[name], 512, 512, "ffhq", bytes_per_face=_BYTES_PER_FACE_HD)
@@ -66,7 +66,7 @@ class SPARNetFamily(Family):
         if config.norm == "in":
             return Preset(config, config.in_size, config.out_size, "ffhq",
                           bytes_per_face=_BYTES_PER_FACE_HD * (config.out_size / 512) ** 2)
-        return Preset(config, config.in_size, config.out_size, "sparnet_square",
+        return Preset(config, config.in_size, config.out_size, "landmark_square",
                       bytes_per_face=_BYTES_PER_FACE_128 * (config.out_size / 128) ** 2)
 
     def check_sizes(self, config: ModelConfig, arch_config: Any) -> None:
@@ -99,7 +99,7 @@ FAMILY = SPARNetFamily(
         "bottleneck_size": (1, 64),
     },
     crop_notes={
-        "sparnet_square": "axis-aligned square face box resized to 16 px (as SPARNet's CelebA crops); the "
+        "landmark_square": "axis-aligned square face box resized to 16 px (as SPARNet's CelebA crops); the "
         "adapter up-samples it to 128 px with PIL bicubic like the official test script",
         "ffhq": "FFHQ 5-point similarity warp to a 512 px face (as SPARNetHD's training data)",
     },
