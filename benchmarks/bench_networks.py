@@ -169,6 +169,11 @@ def export_onnx(net: Network, threads: int) -> Prepared:
     else:
         module = _FinalImage(net.module, False, False)
         dynamic = True
+    # eval(): the TorchScript exporter restores the exported module's training flag recursively
+    # after the export, so a wrapper left in training mode would switch the wrapped network's
+    # BatchNorm to batch statistics for every later PyTorch path of this process (this made
+    # SPARNet's torch paths, not ONNX Runtime, wrong at batch 16; benchmarks/repro_onnx_train_mode.py).
+    module.eval()
     path = onnx_cache_dir() / f"{net.name}-opset17.onnx"
     if not path.exists():
         example = net.batch(1)
