@@ -133,6 +133,14 @@ def test_onnxruntime_engine_refuses_bfloat16(sparnet_adapter, sparnet_onnx_path)
         engine.to(dtype="bfloat16")
 
 
+def test_onnxruntime_engine_refuses_a_bfloat16_model(sparnet_adapter, sparnet_onnx_path):
+    import copy
+
+    bf16 = copy.deepcopy(sparnet_adapter).to(dtype="bfloat16")
+    with pytest.raises(UnsupportedDtypeError, match="float32 graph on the CPU"):
+        onnxruntime_adapter(bf16, sparnet_onnx_path)
+
+
 def test_unknown_engine_is_a_typed_error(sparnet_adapter):
     with pytest.raises(InvalidInputError, match="unknown engine 'tensorrt'"):
         with_engine(sparnet_adapter, "tensorrt")

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from dicsr._files import atomic_write_bytes
 from dicsr.adapters import NetworkAdapter
 from dicsr.engines._graph import EngineNetwork, OutputLayout, layout_of, network_input_example
-from dicsr.errors import InvalidInputError
+from dicsr.errors import InvalidInputError, UnsupportedDtypeError
 
 #: Opset of the exported graphs: every operator DIC and SPARNet use exists there, and ONNX Runtime
 #: releases since 1.14 (2023) run it.
@@ -165,7 +165,15 @@ def onnxruntime_adapter(
         model: an ``.onnx`` file exported from this model by :func:`export_onnx`; without it the
             network is exported in memory first (tens of seconds for DIC).
         threads: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``).
+
+    Raises:
+        UnsupportedDtypeError: ``adapter`` is set to another dtype or device than float32 on the CPU.
     """
+    if adapter.device.type != "cpu" or adapter.dtype != torch.float32:
+        raise UnsupportedDtypeError(
+            f"the onnxruntime engine runs the float32 graph on the CPU; the model is set to "
+            f"{str(adapter.dtype).replace('torch.', '')} on {adapter.device} (use dtype float32, device cpu)"
+        )
     source: bytes | str | os.PathLike[str] = model if model is not None else export_onnx_bytes(adapter)
     network = OnnxRuntimeNetwork(source, threads=threads)
     engine_adapter = copy.copy(adapter)
