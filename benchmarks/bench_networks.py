@@ -18,19 +18,19 @@ RSS of one steady-state forward, measured in a fresh subprocess per configuratio
 
 Paths:
 
-* ``eager-reference`` (DIC only): :mod:`eager_reference_dic`, the official structure, fp32,
-  ``torch.no_grad``; the baseline of the issue's DIC target. Its outputs are checked against
-  dicsr's DIC (all four steps, SR and heatmaps, <= 1e-5) in every run.
+* ``eager-reference``: :mod:`eager_reference_dic` / :mod:`eager_reference_sparnet`, the official
+  structure, fp32, ``torch.no_grad``; the baseline of the issues' targets. Its outputs are checked
+  against dicsr's network in every run (DIC: all four steps, SR and heatmaps; <= 1e-5).
 * ``fp32``: dicsr's network, ``torch.inference_mode``, final step only.
 * ``fp32-cl``: the same in channels-last memory format.
 * ``bf16`` / ``bf16-cl``: bfloat16 weights and activations (contiguous / channels-last).
 * ``bf16-autocast``: fp32 weights under ``torch.autocast("cpu", torch.bfloat16)``.
-* ``compile``: ``torch.compile`` (inductor, default mode, fp32); compile time reported separately.
-* ``onnxruntime``: ONNX export (TorchScript exporter, opset 17) run with onnxruntime's CPU provider,
-  2 intra-op threads. DIC is exported from the eager reference module (same weights, identical
-  outputs): dicsr's DIC writes its concatenations into preallocated buffers, which the tracer
-  bakes into the graph as 360 MB of constants. The recurrent loop is unrolled by tracing; DIC's
-  graph has batch 1 and is run image by image, SPARNet's has a dynamic batch axis.
+* ``compile``: ``torch.compile`` (inductor, fp32) with weight freezing, as ``dicsr.engines``
+  compiles (``freezing=True``: weights pre-packed for oneDNN, convolutions fused with their
+  activations); compile time reported separately.
+* ``onnxruntime``: the network exported as :func:`dicsr.engines.export_onnx` does it (TorchScript
+  exporter, opset 17, dynamic batch; DIC traces its official concatenating formulation and unrolls
+  its recurrent loop), run with onnxruntime's CPU provider and the benchmark's thread count.
 
 Network inputs are the golden fixtures' inputs (DIC: 16x16 mean-subtracted; SPARNet: 128x128 in
 [-1, 1]) tiled to the batch size; DIC and SPARNet use the golden checkpoints, SPARNet-Light and
@@ -63,6 +63,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eager_reference_dic import load_reference
+from eager_reference_sparnet import load_reference as load_sparnet_reference
 
 logger = logging.getLogger("bench_networks")
 
@@ -124,6 +125,25 @@ def build_network(name: str) -> Network:
     raise SystemExit(f"unknown network {name!r}; known: {', '.join(ALL_NETWORKS)}")
 
 
+def load_eager_reference(net: Network) -> torch.nn.Module:
+    """The official-structure eager module of ``net`` with the same weights."""
+    if net.is_dic:
+        return load_reference(net.module.state_dict())
+    config = net.module.config
+    return load_sparnet_reference(
+        net.module.state_dict(),
+        min_ch=config.min_channels,
+        max_ch=config.max_channels,
+        in_size=config.in_size,
+        out_size=config.out_size,
+        min_feat_size=config.min_feat_size,
+        res_depth=config.res_depth,
+        norm_type=config.norm,
+        att_name="spar" if config.attention == "2d" else "spar3d",
+        bottleneck_size=config.bottleneck_size,
+    )
+
+
 def final_output(net: Network, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     if net.is_dic:
         return module(x, all_steps=False).sr[-1]
@@ -140,6 +160,8 @@ class _FinalImage(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reference:
             return self.module(x)[0][-1]
+        if self.is_dic:
+            return self.module(x, all_steps=False).sr[-1]
         return self.module(x)
 
 
@@ -164,13 +186,15 @@ def export_onnx(net: Network, threads: int) -> Prepared:
     import onnxruntime as ort
 
     start = time.perf_counter()
-    if net.is_dic:
-        module: torch.nn.Module = _FinalImage(load_reference(net.module.state_dict()), True, True)
-        dynamic = False  # the unrolled graph is run image by image
-    else:
-        module = _FinalImage(net.module, False, False)
-        dynamic = True
-    path = onnx_cache_dir() / f"{net.name}-opset17.onnx"
+    # dicsr's own network, as dicsr.engines exports it (DIC traces its concatenating formulation).
+    module: torch.nn.Module = _FinalImage(copy.deepcopy(net.module), net.is_dic, False)
+    dynamic = True
+    # eval(): the TorchScript exporter restores the exported module's training flag recursively
+    # after the export, so a wrapper left in training mode would switch the wrapped network's
+    # BatchNorm to batch statistics for every later PyTorch path of this process (this made
+    # SPARNet's torch paths, not ONNX Runtime, wrong at batch 16; benchmarks/repro_onnx_train_mode.py).
+    module.eval()
+    path = onnx_cache_dir() / f"{net.name}-dynamic-opset17.onnx"
     if not path.exists():
         example = net.batch(1)
         tmp = path.with_suffix(".tmp")
@@ -205,13 +229,12 @@ def prepare(net: Network, path: str, threads: int) -> Prepared | None:
     start = time.perf_counter()
     module = net.module
     if path == "eager-reference":
-        if not net.is_dic:
-            return None
-        reference = load_reference(module.state_dict())
+        reference = load_eager_reference(net)
 
         def run_reference(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return reference(x)[0][-1]
+                out = reference(x)
+                return out[0][-1] if net.is_dic else out
 
         return Prepared(run_reference, time.perf_counter() - start)
     if path in ("fp32", "fp32-cl", "bf16", "bf16-cl"):
@@ -233,13 +256,13 @@ def prepare(net: Network, path: str, threads: int) -> Prepared | None:
 
         return Prepared(run_autocast, 0.0)
     if path == "compile":
-        compiled = torch.compile(module, dynamic=False)
+        compiled = torch.compile(module, dynamic=False, options={"freezing": True})
 
         def run_compiled(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
                 return final_output(net, compiled, x).float()
 
-        return Prepared(run_compiled, 0.0, "inductor, fp32")
+        return Prepared(run_compiled, 0.0, "inductor, freezing, fp32")
     if path == "onnxruntime":
         return export_onnx(net, threads)
     raise SystemExit(f"unknown path {path!r}; known: {', '.join(ALL_PATHS)}")
@@ -285,9 +308,14 @@ class PathResult:
 
 
 def check_reference_parity(net: Network) -> float:
-    """Max abs difference of the eager reference and dicsr's DIC over every step's SR and heatmaps."""
-    reference = load_reference(net.module.state_dict())
+    """Max abs difference of the eager reference and dicsr's network (DIC: every step's SR and heatmaps)."""
+    reference = load_eager_reference(net)
     x = net.batch(2)
+    if not net.is_dic:
+        with torch.no_grad():
+            expected = reference(x)
+        with torch.inference_mode():
+            return (net.module(x) - expected).abs().max().item()
     with torch.no_grad():
         ref_sr, ref_heat = reference(x)
     with torch.inference_mode():
@@ -525,10 +553,11 @@ def main() -> None:
     parity = None
     for name in networks:
         net = build_network(name)
-        if net.is_dic:
+        if "eager-reference" in paths and (name != "sparnet-hd" or "eager-reference" in args.hd_paths):
             parity = check_reference_parity(net)
+            what = "all 4 steps, SR and heatmaps" if net.is_dic else "output"
             print(
-                f"eager reference vs dicsr DIC, all 4 steps, SR and heatmaps: max abs diff {parity:.2e} "
+                f"eager reference vs dicsr {name}, {what}: max abs diff {parity:.2e} "
                 f"({'OK' if parity <= 1e-5 else 'MISMATCH'}, tolerance 1e-5)\n"
             )
         if name == "sparnet-hd":

@@ -139,8 +139,9 @@ class _ConvPReLU(nn.Sequential):
         """
         slope = self[1].weight
         wants_gradient = torch.is_grad_enabled() and slope.requires_grad
-        # Under torch.compile the slope read would break the graph; the compiler fuses the PReLU.
-        if y.device.type == "cpu" and slope.numel() == 1 and not wants_gradient and not _compiling():
+        # Under torch.compile the slope read would break the graph (the compiler fuses the PReLU);
+        # under tracing (ONNX export) it would bake the slope into the graph as a constant.
+        if y.device.type == "cpu" and slope.numel() == 1 and not wants_gradient and not _graph_capture():
             return F.leaky_relu_(y, slope.item())
         return self[1](y)
 
@@ -148,6 +149,21 @@ class _ConvPReLU(nn.Sequential):
 def _compiling() -> bool:
     is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
     return bool(is_compiling is not None and is_compiling())
+
+
+def _graph_capture() -> bool:
+    """Whether the forward is being captured as a graph (torch.compile, or tracing for ONNX export)."""
+    return _compiling() or torch.jit.is_tracing()
+
+
+def _needs_concatenating_path(features: Tensor) -> bool:
+    """Whether the projections take the official concatenating formulation instead of the stack.
+
+    Autograd cannot differentiate through the stack, which later groups overwrite in place; a
+    tracer (ONNX export) would record the stack's in-place writes as hundreds of MB of constants
+    and scatter copies, while the concatenations export as plain ``Concat`` nodes.
+    """
+    return features.requires_grad or torch.jit.is_tracing()
 
 
 def _pointwise_conv_prelu(block: _ConvPReLU, x: Tensor) -> Tensor:
@@ -332,8 +348,8 @@ class FeedbackBlock(nn.Module):
         # The projection units run one image at a time: the 256x256 maps give the cores enough
         # work without batching, and one high-resolution stack serves every image, so the
         # activation peak does not grow with the batch.
-        if first.requires_grad:
-            return self._project_with_autograd(first)
+        if _needs_concatenating_path(first):
+            return self._project_concatenating(first)
         if scratch is None:
             scratch = self.new_scratch(first)
         return torch.cat([self._project(image, scratch) for image in first.split(1)], dim=0)
@@ -382,11 +398,10 @@ class FeedbackBlock(nn.Module):
         # compress_out sees L1..LG: L0 is excluded (spec §2.1, §6.4).
         return self.compress_out(low[:, c:])
 
-    def _project_with_autograd(self, first: Tensor) -> Tensor:
-        """The projection groups as the official code writes them, for training (spec §2.1).
+    def _project_concatenating(self, first: Tensor) -> Tensor:
+        """The projection groups as the official code writes them, for training and export (spec §2.1).
 
-        Every group concatenates its predecessors afresh. Autograd cannot differentiate through the
-        scratch stacks of :meth:`_project`, which later groups overwrite in place.
+        Every group concatenates its predecessors afresh (see :func:`_needs_concatenating_path`).
         """
         lows, highs = [first], []
         for g in range(self.num_groups):
@@ -550,7 +565,7 @@ class DIC(nn.Module):
 
         # One projection stack for all steps of both feedback blocks (same shape): allocated once
         # per forward instead of once per step. Training takes the stack-free path instead.
-        scratch = None if features.requires_grad else self.first_block.new_scratch(features)
+        scratch = None if _needs_concatenating_path(features) else self.first_block.new_scratch(features)
         sr_steps: list[Tensor] = []
         heatmap_steps: list[Tensor] = []
         sr_hidden: Tensor | None = None
