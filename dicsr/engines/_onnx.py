@@ -1,10 +1,11 @@
 """ONNX export of a dicsr network and an adapter whose network runs in ONNX Runtime.
 
 The export is the network only, in its official value space (DIC: RGB in [0, 1] minus the CelebA
-mean; SPARNet: [-1, 1] at the layout's ``in_size``); the adapter's pre- and post-processing stay in
-Python (or are re-implemented by the deploying application, see docs/engines.md). The graph is
-traced with the TorchScript exporter: DIC then exports its official concatenating formulation
-(``dicsr.archs.dic._needs_concatenating_path``) and its recurrent loop unrolls into one graph.
+mean; SPARNet: [-1, 1] at the layout's ``in_size``); the adapter's pre- and post-processing stay
+in Python, or are re-implemented by the deploying application (docs/performance.md, "Engines").
+The graph is traced with the TorchScript exporter: DIC then exports its official concatenating
+formulation (``dicsr.archs.dic._needs_concatenating_path``) and its recurrent loop unrolls into one
+graph.
 """
 
 from __future__ import annotations
