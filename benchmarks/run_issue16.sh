@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-results=benchmarks/results
+results=benchmarks/results/issue16
+mkdir -p "$results"
 if [[ -n "${QUICK:-}" ]]; then rounds=3; else rounds=7; fi
 
 python benchmarks/bench_roofline.py --rounds "$((rounds + 2))" --json "$results/roofline.json" \
