@@ -199,7 +199,7 @@ STAGES = {
 def stage_profile(rounds: int, paths: list[str]) -> list[dict]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dicsr.loading import convert_official_checkpoint
+    from dicsr.weights import convert_official_checkpoint
 
     base = convert_official_checkpoint(GOLDEN / "DIC_CelebA_ckp.pth").adapter.network.eval()
     lr = torch.from_numpy(np.load(GOLDEN / "DIC_CelebA.npz")["lr"]).float()[:1]

@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = dict(item.split("=", 1) for item in args.settings.split(";"))
 
-    from dicsr.loading import convert_checkpoint
+    from dicsr.weights import convert_checkpoint
 
     info = machine_info(args.threads)
     results: dict[str, list[dict]] = {name: [] for name in settings}

@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import shared_path
 
-from dicsr.adapters import NetworkAdapter, NetworkOutput
 from dicsr.engines import ENGINES, export_onnx, onnxruntime_adapter, with_engine
 from dicsr.errors import InvalidInputError, UnsupportedDtypeError
+from dicsr.families import NetworkAdapter, NetworkOutput
 
 onnx = pytest.importorskip("onnx", reason="the onnx engine tests need the onnx package (test extra)")
 ort = pytest.importorskip("onnxruntime", reason="the onnx engine tests need onnxruntime (test extra)")
@@ -35,14 +35,14 @@ def _tiled(array: np.ndarray, batch: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def dic_adapter() -> NetworkAdapter:
-    from dicsr.loading import convert_official_checkpoint
+    from dicsr.weights import convert_official_checkpoint
 
     return convert_official_checkpoint(shared_path("golden", "DIC_CelebA_ckp.pth")).adapter
 
 
 @pytest.fixture(scope="module")
 def sparnet_adapter() -> NetworkAdapter:
-    from dicsr.loading import convert_official_checkpoint
+    from dicsr.weights import convert_official_checkpoint
 
     return convert_official_checkpoint(shared_path("golden", "SPARNet.pth")).adapter
 

@@ -1,7 +1,7 @@
 """Other engines for a loaded model: ``torch.compile`` and ONNX (export, ONNX Runtime).
 
 Each engine returns an adapter with the same contract as the one it was given (NCHW RGB in
-[0, 1] in, :class:`~dicsr.adapters.NetworkOutput` out), so the pipeline runs it without knowing the
+[0, 1] in, :class:`~dicsr.families.NetworkOutput` out), so the pipeline runs it without knowing the
 engine: ``FaceSuperResolver(model, engine="onnxruntime")``. Measured speed and parity per engine:
 docs/performance.md ("Engines").
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dicsr.adapters import NetworkAdapter
 from dicsr.engines._compiled import compiled_adapter
 from dicsr.engines._onnx import DEFAULT_OPSET, OnnxRuntimeNetwork, export_onnx, onnxruntime_adapter
 from dicsr.errors import InvalidInputError
+from dicsr.families import NetworkAdapter
 
 __all__ = [
     "DEFAULT_OPSET",

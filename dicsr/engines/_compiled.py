@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dicsr.adapters import NetworkAdapter
+from dicsr.families import NetworkAdapter
 
 
 def compiled_adapter(

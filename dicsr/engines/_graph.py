@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dicsr.adapters import NetworkAdapter
+from dicsr.families import NetworkAdapter
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ The export is the network only, in its official value space (DIC: RGB in [0, 1] 
 mean; SPARNet: [-1, 1] at the layout's ``in_size``); the adapter's pre- and post-processing stay
 in Python, or are re-implemented by the deploying application (docs/performance.md, "Engines").
 The graph is traced with the TorchScript exporter: DIC then exports its official concatenating
-formulation (``dicsr.archs.dic._needs_concatenating_path``) and its recurrent loop unrolls into one
-graph.
+formulation (``dicsr.families.dic._network._needs_concatenating_path``) and its recurrent loop
+unrolls into one graph.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from dicsr._files import atomic_write_bytes
-from dicsr.adapters import NetworkAdapter
 from dicsr.engines._graph import EngineNetwork, OutputLayout, layout_of, network_input_example
 from dicsr.errors import InvalidInputError, UnsupportedDtypeError
+from dicsr.families import NetworkAdapter
 
 #: Opset of the exported graphs: every operator DIC and SPARNet use exists there, and ONNX Runtime
 #: releases since 1.14 (2023) run it.
