@@ -48,6 +48,7 @@ PUBLIC_MODULES = (
     "dicsr.face.crop",
     "dicsr.face.detect",
     "dicsr.face.paste",
+    "dicsr.face.mask",
     "dicsr.face.landmarks",
     "dicsr.loading",
 )

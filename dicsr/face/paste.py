@@ -1,10 +1,10 @@
 """Paste restored faces back into the upscaled photo, with seamless feathered masks.
 
 The official SPARNetHD script pastes with a hard, binary mask (sparnet.md §5, step 5), which leaves
-a visible square seam. Here each face gets a smooth mask defined in its own face frame — a rounded
-square (super-ellipse) that is 1 over the face and falls to 0 with a raised-cosine ramp whose width
-is a fixed fraction of the face size — evaluated analytically at every output pixel, so it has no
-interpolation ringing and no straight edges.
+a visible square seam. Here each face gets a smooth mask defined in its own face frame — the
+rounded square of :mod:`dicsr.face.mask`, 1 over the face and falling to 0 with a raised-cosine
+ramp whose width is a fixed fraction of the face size — evaluated analytically at every output
+pixel, so it has no interpolation ringing and no straight edges.
 
 Faces whose footprints overlap are composited together: the face colour is the mask-weighted mean
 of the overlapping faces and the opacity is ``1 − Π(1 − mᵢ)``; both are smooth, so neither face
@@ -29,52 +29,14 @@ import numpy as np
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.crop import apply_affine, invert_affine, warp_affine
+from dicsr.face.mask import rounded_square_mask, rounded_square_mask_on_grid
 from dicsr.image._resample import check_scale, resize_float, to_luma
 
-__all__ = ["FEATHER_INNER", "FEATHER_OUTER", "face_mask", "paste_faces"]
-
-#: Feathered mask radii in the face frame, as a fraction of the half-side of the crop, measured
-#: with a super-ellipse norm (p = 4, a rounded square). The DIC crop is the landmark box enlarged
-#: 1.3×, so the face itself reaches ≈ 0.77: the mask is fully opaque to 0.72 and fades out by 0.96,
-#: keeping clear of the last face pixels, where bicubic warping reads beyond the crop.
-FEATHER_INNER = 0.72
-FEATHER_OUTER = 0.96
-_SUPERELLIPSE_POWER = 4.0
+__all__ = ["paste_faces"]
 
 # Shrinking a face by more than this in the warp aliases (Pillow's affine transform does not
 # antialias), so such faces are first resized with antialiasing.
 _MAX_WARP_SHRINK = 0.75
-
-
-def face_mask(u: np.ndarray, v: np.ndarray, size: int) -> np.ndarray:
-    """Feathered mask value at face-frame coordinates ``(u, v)`` of a ``size``-px face frame.
-
-    1 inside :data:`FEATHER_INNER`, 0 outside :data:`FEATHER_OUTER`, raised cosine between
-    (continuous with continuous slope, hence no visible edge).
-    """
-    return _feather(_axis_power(u, size) + _axis_power(v, size))
-
-
-def _axis_power(coord: np.ndarray, size: int) -> np.ndarray:
-    """``|t|^p`` of the face-frame coordinate along one axis (t = ±1 at the frame's outer edges)."""
-    half = size / 2.0
-    center = (size - 1) / 2.0
-    return (np.abs(coord - center) / half) ** _SUPERELLIPSE_POWER
-
-
-def _feather(radius_power: np.ndarray) -> np.ndarray:
-    """The mask from ``|tu|^p + |tv|^p`` (the super-ellipse radius to the power p = 4)."""
-    # In place on one scratch array (a face region at 8x has ~0.25 MP): radius → ramp → mask.
-    work = np.sqrt(radius_power)
-    np.sqrt(work, out=work)  # the fourth root (_SUPERELLIPSE_POWER = 4)
-    work -= FEATHER_INNER
-    work /= FEATHER_OUTER - FEATHER_INNER
-    np.clip(work, 0.0, 1.0, out=work)
-    work *= np.pi
-    np.cos(work, out=work)
-    work *= 0.5
-    work += 0.5
-    return work.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -236,15 +198,15 @@ def _render(p: _Placement) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64)
     if region_to_face[0, 1] == 0.0 and region_to_face[1, 0] == 0.0:
         # Axis-aligned (the square crop conventions): u depends on x only and v on y only, so the
-        # per-axis powers are 1-D; the same values as face_mask on the full grid.
+        # per-axis powers are 1-D; the same values as rounded_square_mask on the full grid.
         u = region_to_face[0, 0] * xs + region_to_face[0, 2]
         v = region_to_face[1, 1] * ys + region_to_face[1, 2]
-        mask = _feather(_axis_power(v, size)[:, None] + _axis_power(u, size)[None, :])
+        mask = rounded_square_mask_on_grid(u, v, size)
     else:
         gx, gy = np.meshgrid(xs, ys)
         u = region_to_face[0, 0] * gx + region_to_face[0, 1] * gy + region_to_face[0, 2]
         v = region_to_face[1, 0] * gx + region_to_face[1, 1] * gy + region_to_face[1, 2]
-        mask = face_mask(u, v, size)
+        mask = rounded_square_mask(u, v, size)
 
     face, face_to_region = p.face, invert_affine(region_to_face)
     shrink = math.sqrt(abs(np.linalg.det(face_to_region[:, :2])))
