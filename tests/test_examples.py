@@ -49,6 +49,7 @@ PUBLIC_MODULES = (
     "dicsr.face.detect",
     "dicsr.face.paste",
     "dicsr.face.mask",
+    "dicsr.face.consistency",
     "dicsr.face.landmarks",
     "dicsr.loading",
 )
