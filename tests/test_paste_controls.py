@@ -18,7 +18,7 @@ from dicsr.errors import InvalidInputError
 from dicsr.face.consistency import back_project
 from dicsr.face.crop import apply_affine, box_affine, crop_face, dic_box_from_landmarks68
 from dicsr.face.mask import landmark_mask, mask_for_face
-from dicsr.face.paste import paste_faces
+from dicsr.face.paste import PasteOptions, face_to_paste, paste_faces
 from dicsr.image import Background, load_image, to_luma, to_uint8
 from dicsr.image._background import upscale_background, upscale_background_8bit
 
@@ -255,3 +255,42 @@ def test_an_oracle_network_gives_back_the_plain_upscale_with_every_option(
     white = [(np.ones_like(face), affine) for face, affine in faces]
     opacity = paste_faces(np.zeros((*expected.shape[:2], 3), np.float32), white, upscale=SCALE, masks=masks)
     assert (opacity == 1).mean() > 0.05
+
+
+# --- the options and the per-face preparation the pipeline uses -----------------------------------
+
+
+def test_paste_options_are_checked_and_overridden_per_call() -> None:
+    options = PasteOptions()
+    assert (options.strength, options.back_projection, options.landmark_mask, options.luminance_only) == (
+        1.0, True, True, False,
+    )
+    call = options.overridden(strength=0.3, luminance_only=True)
+    assert (call.strength, call.back_projection, call.landmark_mask, call.luminance_only) == (
+        0.3, True, True, True,
+    )
+    assert options.overridden() == options
+    assert options.overridden(back_projection=False).back_projection is False
+    with pytest.raises(InvalidInputError, match="strength"):
+        PasteOptions(strength=-0.1)
+    with pytest.raises(InvalidInputError, match="strength"):
+        options.overridden(strength=float("nan"))
+    with pytest.raises(InvalidInputError, match="luminance_only"):
+        PasteOptions(luminance_only="yes")  # type: ignore[arg-type]
+
+
+def test_face_to_paste_back_projects_and_picks_the_mask_by_the_landmarks(scene, photo, annotated) -> None:
+    face, _, landmarks = scene[0]
+    box = dic_box_from_landmarks68(annotated[0])
+    crop = crop_face(photo, box, convention="dic_square", lr_size=16, hr_size=128)
+    shaped = face_to_paste(face, crop.lr, landmarks, PasteOptions())
+    np.testing.assert_array_equal(shaped.image, back_project(face, crop.lr))
+    np.testing.assert_array_equal(shaped.mask, landmark_mask(landmarks, 128))
+    assert shaped.paste_mask is shaped.mask
+    # no landmarks, another landmark count, or the option off: the rounded square, pasted analytically
+    for points, options in ((None, PasteOptions()), (landmarks[:5], PasteOptions()),
+                            (landmarks, PasteOptions(landmark_mask=False, back_projection=False))):
+        square = face_to_paste(face, crop.lr, points, options)
+        np.testing.assert_array_equal(square.mask, mask_for_face(128))
+        assert square.paste_mask is None
+    np.testing.assert_array_equal(square.image, face)  # back_projection=False: the network's face

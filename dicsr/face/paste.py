@@ -35,15 +35,100 @@ from dataclasses import dataclass
 import numpy as np
 
 from dicsr.errors import InvalidInputError
+from dicsr.face.consistency import back_project
 from dicsr.face.crop import apply_affine, invert_affine, warp_affine
-from dicsr.face.mask import rounded_square_mask, rounded_square_mask_on_grid
+from dicsr.face.mask import mask_for_face, rounded_square_mask, rounded_square_mask_on_grid
 from dicsr.image._resample import check_scale, resize_float, to_luma
 
-__all__ = ["paste_faces"]
+__all__ = ["FaceToPaste", "PasteOptions", "face_to_paste", "paste_faces"]
 
 # Shrinking a face by more than this in the warp aliases (Pillow's affine transform does not
 # antialias), so such faces are first resized with antialiasing.
 _MAX_WARP_SHRINK = 0.75
+
+
+@dataclass(frozen=True)
+class PasteOptions:
+    """How restored faces go back into the photo (docs/face-crops.md).
+
+    Attributes:
+        strength: in ``[0, 1]``: each face's opacity is ``strength`` × its mask; 0 gives the plain
+            upscale bit for bit, 1 the full paste.
+        back_projection: make each face agree with its low-resolution input
+            (:func:`dicsr.face.consistency.back_project`) before it is pasted.
+        landmark_mask: paste faces whose network predicts 68 landmarks through the face-shaped
+            :func:`dicsr.face.mask.landmark_mask`; otherwise (and for networks without landmarks)
+            through the rounded square.
+        luminance_only: the faces change only the photo's luma (its Cb/Cr are kept).
+
+    Raises:
+        InvalidInputError: ``strength`` outside ``[0, 1]`` or a switch that is not a ``bool``.
+    """
+
+    strength: float = 1.0
+    back_projection: bool = True
+    landmark_mask: bool = True
+    luminance_only: bool = False
+
+    def __post_init__(self) -> None:
+        _check_strength(self.strength)
+        for name in ("back_projection", "landmark_mask", "luminance_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    def overridden(
+        self,
+        *,
+        strength: float | None = None,
+        back_projection: bool | None = None,
+        landmark_mask: bool | None = None,
+        luminance_only: bool | None = None,
+    ) -> PasteOptions:
+        """These options with the given ones replaced (``None``: kept), e.g. for one call."""
+        return PasteOptions(
+            strength=self.strength if strength is None else strength,
+            back_projection=self.back_projection if back_projection is None else back_projection,
+            landmark_mask=self.landmark_mask if landmark_mask is None else landmark_mask,
+            luminance_only=self.luminance_only if luminance_only is None else luminance_only,
+        )
+
+
+@dataclass(frozen=True)
+class FaceToPaste:
+    """One restored face ready for :func:`paste_faces`.
+
+    Attributes:
+        image: the face to paste, ``hr×hr×3`` float32 (back-projected when asked).
+        mask: its mask in face coordinates, ``hr×hr`` float32 sampled at the face's pixel centres
+            (what an application composites with).
+        paste_mask: what :func:`paste_faces` gets for it: ``mask``, or ``None`` for the rounded
+            square, which paste-back evaluates exactly at every output pixel.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    paste_mask: np.ndarray | None
+
+
+def face_to_paste(
+    image: np.ndarray, lr: np.ndarray, landmarks: np.ndarray | None, options: PasteOptions
+) -> FaceToPaste:
+    """Prepare one restored face for pasting: back-project it and choose its mask, per ``options``.
+
+    Args:
+        image: the network's restored face, ``hr×hr×3`` float in ``[0, 1]``.
+        lr: the network input it was restored from (``FaceCrop.lr``).
+        landmarks: the landmarks the network predicted, in face coordinates, or ``None``. A
+            ``68×2`` set (the iBUG layout) gives the face-shaped mask; any other count the rounded
+            square.
+        options: the paste options.
+    """
+    face = back_project(image, lr) if options.back_projection else np.asarray(image, dtype=np.float32)
+    size = face.shape[0]
+    if options.landmark_mask and landmarks is not None and np.shape(landmarks) == (68, 2):
+        mask = mask_for_face(size, landmarks)
+        return FaceToPaste(image=face, mask=mask, paste_mask=mask)
+    return FaceToPaste(image=face, mask=mask_for_face(size), paste_mask=None)
 
 
 @dataclass(frozen=True)
