@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from dicsr.loading import convert_checkpoint, load_model
 
 from dicsr.face.consistency import (
     BACK_PROJECTION_ITERATIONS,
@@ -42,7 +43,6 @@ from dicsr.face.consistency import (
 )
 from dicsr.face.crop import FaceCrop, crop_face, dic_box_from_landmarks68
 from dicsr.image import load_image
-from dicsr.loading import convert_checkpoint, load_model
 
 CHECKPOINTS = {
     "DIC (golden)": ("DIC_CelebA_ckp.pth", "dic-celeba"),
