@@ -17,15 +17,14 @@ from dicsr import errors
 from dicsr._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from dicsr.pipeline import FaceSuperResolver
-    from dicsr.results import EnhanceResult, RestoredFace
+    from dicsr.pipeline import EnhanceResult, FaceSuperResolver, RestoredFace
     from dicsr.weights import convert_checkpoint, download_model, list_models, load_model
 
 # public name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY_EXPORTS = {
     "FaceSuperResolver": "dicsr.pipeline",
-    "EnhanceResult": "dicsr.results",
-    "RestoredFace": "dicsr.results",
+    "EnhanceResult": "dicsr.pipeline",
+    "RestoredFace": "dicsr.pipeline",
     "list_models": "dicsr.weights",
     "load_model": "dicsr.weights",
     "convert_checkpoint": "dicsr.weights",

@@ -41,7 +41,7 @@ from dicsr.image import (
     load_image,
     to_output,
 )
-from dicsr.results import EnhanceResult, RestoredFace
+from dicsr.pipeline._results import EnhanceResult, RestoredFace
 
 __all__ = ["BackgroundUpsampler", "FaceSuperResolver"]
 
@@ -250,7 +250,7 @@ class FaceSuperResolver:
             return_steps: also return every recurrent step's face (DIC).
 
         Returns:
-            An :class:`~dicsr.results.EnhanceResult`. A photo without faces is not an error: the
+            An :class:`~dicsr.pipeline.EnhanceResult`. A photo without faces is not an error: the
             result has no faces and, with ``paste_back``, the upscaled photo.
         """
         loaded = load_image(image, channel_order=channel_order, max_pixels=self._max_pixels)
