@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dicsr._version import __version__
 from dicsr.errors import DicsrError
 
@@ -199,13 +197,13 @@ def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Names
 
 def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
     """JSON-ready description of the faces of one image, in output-photo coordinates."""
+    from dicsr.image import upscaled_points
+
     scale = result.upscale
 
     def to_output(values: Any) -> Any:
         # input-photo coordinates -> restored-photo coordinates (integers are pixel centres)
-        if values is None:
-            return None
-        return ((np.asarray(values, dtype=np.float64) + 0.5) * scale - 0.5).tolist()
+        return None if values is None else upscaled_points(values, scale).tolist()
 
     faces = []
     for face in result.faces:

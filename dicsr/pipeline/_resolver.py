@@ -40,6 +40,7 @@ from dicsr.image import (
     LoadedImage,
     load_image,
     to_output,
+    upscaled_points,
 )
 from dicsr.pipeline._results import EnhanceResult, RestoredFace
 
@@ -400,7 +401,7 @@ class FaceSuperResolver:
             if decoded is not None:
                 landmarks, official = decoded
                 in_photo = face_crop.apply_affine(face.crop.inverse_affine, landmarks)
-                in_output = _source_to_output(in_photo, scale)
+                in_output = upscaled_points(in_photo, scale)
             faces.append(
                 RestoredFace(
                     image=to_output(result.image, face_like),
@@ -432,11 +433,6 @@ class FaceSuperResolver:
 def _to_hwc_numpy(batch: torch.Tensor) -> list[np.ndarray]:
     array = batch.detach().float().cpu().permute(0, 2, 3, 1).contiguous().numpy()
     return list(array)
-
-
-def _source_to_output(points: np.ndarray, scale: float) -> np.ndarray:
-    """Input-photo coordinates to restored-photo coordinates (pixel centres at integers)."""
-    return (points + 0.5) * scale - 0.5
 
 
 def _box_moved(old: Sequence[float], new: Sequence[float], tolerance: float = 0.1) -> bool:
