@@ -207,6 +207,28 @@ def test_non_finite_tensors_are_invalid_input(resolver, value):
         resolver.adapter(batch)
 
 
+def closed_file():
+    handle = open(photo("Pillow", "Tests", "images", "hopper.jpg"), "rb")  # noqa: SIM115 - closed on purpose
+    handle.close()
+    return handle
+
+
+#: inputs that once escaped as raw exceptions (issue 13 item 8) -> a fragment of the typed message
+UNUSABLE_INPUTS = {
+    "meta tensor": (lambda: torch.empty(3, 32, 32, device="meta"), "meta device"),
+    "sparse tensor": (lambda: torch.rand(3, 32, 32).to_sparse(), "must be dense"),
+    "sparse batch of one": (lambda: torch.rand(1, 3, 32, 32).to_sparse(), "must be dense"),
+    "closed file object": (closed_file, "hopper.jpg' is closed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE_INPUTS))
+def test_unusable_tensors_and_file_objects_are_typed_errors(resolver, case):
+    make, fragment = UNUSABLE_INPUTS[case]
+    with pytest.raises(InvalidImageError, match=fragment):
+        resolver.enhance(make())
+
+
 def test_unsupported_dtype_and_device_are_typed_errors(sparnet_model_dir):
     with pytest.raises(UnsupportedDtypeError, match="does not support float16 on cpu"):
         FaceSuperResolver(sparnet_model_dir, device="cpu", dtype=torch.float16)
