@@ -20,6 +20,7 @@ Both passes are mapped back to source coordinates and merged with non-maximum su
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -153,6 +154,32 @@ class FaceDetector:
         self.min_face_size = float(min_face_size)
         self._lock = threading.Lock()
         self._net = _build_retinaface(Path(weights), network, self.device, half)
+
+    def to(self, device: str | torch.device) -> FaceDetector:
+        """Move the network to ``device`` (like ``nn.Module.to``); returns ``self``.
+
+        Raises:
+            UnsupportedDeviceError: the device is not available.
+            UnsupportedDtypeError: a half-precision detector moved off CUDA.
+        """
+        device = resolve_device(device)
+        if self._net.half_inference and device.type != "cuda":
+            raise UnsupportedDtypeError(
+                "half-precision detection needs a CUDA device; build the detector with half=False"
+            )
+        with self._lock:
+            _place_retinaface(self._net, device)
+            self.device = device
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FaceDetector:
+        # A copy with its own network and its own lock (a lock cannot be copied, and sharing one
+        # would serialise two independent detectors).
+        copied = copy.copy(self)
+        with self._lock:
+            copied._net = copy.deepcopy(self._net, memo)
+        copied._lock = threading.Lock()
+        return copied
 
     def detect(
         self,
@@ -291,11 +318,19 @@ def _build_retinaface(weights: Path, network: DetectorNetwork, device: torch.dev
         net, state, what=f"{weights} is not a RetinaFace {network} state dict (check the network= argument)",
         source=str(weights),
     )
+    net.half_inference = half
+    _place_retinaface(net, device)
+    net = net.eval()
+    return net.half() if half else net
+
+
+def _place_retinaface(net: Any, device: torch.device) -> None:
+    """Move facexlib's RetinaFace to ``device``: its weights, and the device and mean it keeps as plain
+    attributes; cached anchor priors of the old device are dropped."""
     net.device = device
     net.mean_tensor = net.mean_tensor.to(device)
-    net.half_inference = half
-    net = net.to(device).eval()
-    return net.half() if half else net
+    net.to(device)
+    net.__dict__.pop("_prior_cache", None)
 
 
 #: Input sizes whose anchor priors a detector keeps (a service sees a few photo sizes over and over).
@@ -315,7 +350,7 @@ def _retinaface_class() -> type:
     """
     from facexlib.detection.retinaface import RetinaFace
 
-    class RetinaFaceWithPriorCache(RetinaFace):  # type: ignore[misc]
+    class RetinaFaceWithPriorCache(RetinaFace):
         def _RetinaFace__detect_faces(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
             # facexlib's __detect_faces, with the priors from the cache.
             height, width = inputs.shape[2:]
