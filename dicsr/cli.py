@@ -122,19 +122,21 @@ class _Summary:
 
 
 def _cmd_enhance(args: argparse.Namespace) -> int:
-    from dicsr.pipeline import FaceSuperResolver
+    from dicsr.pipeline import DetectorSpec, FaceSuperResolver, SelectionPolicy
 
     inputs = list(_collect_inputs(args.inputs))
     if not inputs:
         raise _no_inputs_error(args.inputs)
     args.output.mkdir(parents=True, exist_ok=True)
-    resolver = FaceSuperResolver(
+    offline = True if args.offline else None
+    detector = DetectorSpec(args.detector, weights=args.detector_weights,
+                            score_threshold=args.score_threshold, offline=offline)
+    resolver = FaceSuperResolver.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+        detector=detector, offline=offline, progress=not args.no_progress,
         upscale=args.upscale,
-        only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
-        detector_weights=args.detector_weights, score_threshold=args.score_threshold,
-        batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
-        **_max_pixels_option(args.max_pixels),
+        selection=SelectionPolicy(max_faces=args.max_faces, only_center_face=args.only_center_face),
+        batch_size=args.batch_size, **_max_pixels_option(args.max_pixels),
     )
     summary = _Summary()
     for source, relative in _progress(inputs, enabled=not args.no_progress):
@@ -164,14 +166,14 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def _max_pixels_option(max_pixels: int | None) -> dict[str, Any]:
-    """``--max-pixels``: absent keeps the library default, 0 lifts the limit."""
+    """``--max-pixels``: absent keeps the library default; 0 lifts the limit, as ``max_pixels=0`` does."""
     if max_pixels is None:
         return {}
     if max_pixels < 0:
         from dicsr.errors import InvalidInputError
 
         raise InvalidInputError(f"--max-pixels must be >= 0, got {max_pixels}")
-    return {"max_pixels": max_pixels or None}
+    return {"max_pixels": max_pixels}
 
 
 def _enhance_one(resolver: Any, source: Path, target: Path, args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ import logging
 import math
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +39,7 @@ from dicsr._checkpoint_io import load_state_dict_strictly, read_torch_checkpoint
 from dicsr._devices import resolve_device
 from dicsr.errors import InvalidInputError, ModelNotFoundError, UnsupportedDtypeError
 
-__all__ = ["TINY_FACE_PX", "DetectedFace", "FaceDetector"]
+__all__ = ["TINY_FACE_PX", "DetectedFace", "FaceDetector", "nearest_to_center"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ class FaceDetector:
         if half and self.device.type != "cuda":
             raise UnsupportedDtypeError("half-precision detection needs a CUDA device; use half=False")
         self.network = network
+        self.half = bool(half)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_detection_side = int(max_detection_side)
@@ -163,7 +164,7 @@ class FaceDetector:
             UnsupportedDtypeError: a half-precision detector moved off CUDA.
         """
         device = resolve_device(device)
-        if self._net.half_inference and device.type != "cuda":
+        if self.half and device.type != "cuda":
             raise UnsupportedDtypeError(
                 "half-precision detection needs a CUDA device; build the detector with half=False"
             )
@@ -211,7 +212,7 @@ class FaceDetector:
             rows.append(tiny[short_side * native_scale < TINY_FACE_PX])
         faces = _to_faces(_merge(np.concatenate(rows), self.nms_threshold), self.min_face_size)
         if only_center_face and faces:
-            faces = [min(faces, key=lambda f: math.dist(f.center, ((width - 1) / 2, (height - 1) / 2)))]
+            faces = [nearest_to_center(faces, width, height)]
         return faces[:max_faces] if max_faces is not None else faces
 
     # -- passes --------------------------------------------------------------------------------
@@ -254,6 +255,12 @@ class FaceDetector:
         coords = np.concatenate([raw[:, :4], raw[:, 5:]], axis=1)
         coords = coords / np.tile(factors, 7) - 0.5
         return np.concatenate([coords[:, :4], raw[:, 4:5], coords[:, 4:]], axis=1)
+
+
+def nearest_to_center(faces: Sequence[DetectedFace], width: int, height: int) -> DetectedFace:
+    """The face whose box centre is nearest the centre of a ``width × height`` photo (ties: the
+    first); ``faces`` must not be empty."""
+    return min(faces, key=lambda f: math.dist(f.center, ((width - 1) / 2, (height - 1) / 2)))
 
 
 def _to_faces(rows: np.ndarray, min_face_size: float) -> list[DetectedFace]:
