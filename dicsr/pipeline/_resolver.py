@@ -387,6 +387,8 @@ class FaceSuperResolver:
             InvalidImageError: the image cannot be read (the message names the file).
             InvalidInputError: a bad option for this call.
         """
+        checked_flag("paste_back", paste_back)  # every option of the call, before any work
+        checked_flag("return_steps", return_steps)
         prepared = self.prepare(image, aligned=aligned, channel_order=channel_order, upscale=upscale)
         (restored,) = self.restore([prepared], return_steps=return_steps)
         return self.finish(restored, paste_back=paste_back)
