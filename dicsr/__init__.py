@@ -1,7 +1,7 @@
 """dicsr: face super-resolution with DIC/DICGAN and SPARNet/SPARNetHD.
 
 >>> from dicsr import FaceSuperResolver
->>> sr = FaceSuperResolver("dic-celeba")          # doctest: +SKIP
+>>> sr = FaceSuperResolver.from_pretrained("dic-celeba")   # doctest: +SKIP
 >>> result = sr.enhance("photo.jpg")              # doctest: +SKIP
 
 Heavy dependencies (facexlib, torchvision, huggingface_hub) are imported lazily, so

@@ -147,6 +147,11 @@ def test_a_model_that_is_neither_an_adapter_nor_a_reference_is_refused(model) ->
         FaceSuperResolver(model)
 
 
+def test_from_pretrained_takes_a_reference_not_a_loaded_adapter(sparnet) -> None:
+    with pytest.raises(InvalidInputError, match=r"FaceSuperResolver\(adapter"):
+        FaceSuperResolver.from_pretrained(sparnet)
+
+
 @pytest.mark.parametrize("detector", ["mobile0.25", 5])
 def test_the_constructor_takes_a_detector_object(sparnet, detector) -> None:
     with pytest.raises(InvalidInputError, match="detector must be"):

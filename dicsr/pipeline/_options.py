@@ -12,14 +12,12 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.detect import DetectedFace, nearest_to_center
 from dicsr.image import DEFAULT_MAX_PIXELS, BackgroundUpsampler
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dicsr.pipeline._stages import StageCallback
+from dicsr.pipeline._stages import StageCallback
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_PIXELS",

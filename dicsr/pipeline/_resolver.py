@@ -430,6 +430,7 @@ class FaceSuperResolver:
             One :class:`RestoredPhoto` per prepared photo, in order.
         """
         checked_flag("return_steps", return_steps)
+        photos = list(photos)
         faces = [list(prepared.faces) for prepared in photos]
         where = [(i, j) for i, photo_faces in enumerate(faces) for j in range(len(photo_faces))]
         outputs = self._run_network([faces[i][j].crop.lr for i, j in where], return_steps)
@@ -632,6 +633,11 @@ def _load_adapter(
     progress: bool = True,
 ) -> NetworkAdapter:
     """Load ``model`` (a reference) onto ``device``/``dtype``: the loading of :meth:`from_pretrained`."""
+    if isinstance(model, NetworkAdapter):
+        raise InvalidInputError(
+            "from_pretrained loads a model by reference; compose a loaded NetworkAdapter with "
+            "FaceSuperResolver(adapter, detector, ...) and move it with .to()"
+        )
     if not isinstance(model, (str, os.PathLike)):
         raise InvalidInputError(
             f"model must be a NetworkAdapter or a model reference (zoo name, hf-hub:org/repo, model "
