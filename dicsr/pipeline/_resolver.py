@@ -412,7 +412,8 @@ class FaceSuperResolver:
         if upscale is not None:
             upscale = checked_scale("upscale", upscale)
         photo = self.decode(image, channel_order=channel_order)
-        scale = self._output_scale(photo.width, photo.height, upscale)
+        height, width = photo.rgb.shape[:2]
+        scale = self._output_scale(width, height, upscale)
         if aligned:
             faces = self.crop_aligned(photo)
         else:
@@ -463,9 +464,8 @@ class FaceSuperResolver:
         checked_flag("paste_back", paste_back)
         faces = self._restored_faces(restored)
         image = self.paste(restored) if paste_back else None
-        photo = restored.photo
-        return EnhanceResult(image=image, faces=faces, upscale=restored.scale,
-                             input_size=(photo.width, photo.height))
+        height, width = restored.photo.rgb.shape[:2]
+        return EnhanceResult(image=image, faces=faces, upscale=restored.scale, input_size=(width, height))
 
     # -- stages ----------------------------------------------------------------------------------
 
@@ -488,7 +488,8 @@ class FaceSuperResolver:
     def select(self, photo: LoadedImage, detections: Sequence[DetectedFace]) -> list[DetectedFace]:
         """The detections to restore, by :attr:`selection` (stage ``select``)."""
         start = time.perf_counter()
-        kept = self.selection.select(detections, photo.width, photo.height)
+        height, width = photo.rgb.shape[:2]
+        kept = self.selection.select(detections, width, height)
         self._report("select", start, len(kept))
         return kept
 
