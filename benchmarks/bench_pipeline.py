@@ -6,14 +6,14 @@ Reproduce::
 
 Part 1 (time): a real group photo from ``../shared/faces`` through :class:`dicsr.FaceSuperResolver`
 with the real RetinaFace MobileNet-0.25 weights and a DIC converted from the golden checkpoint
-(random weights, same cost as trained ones). The resolver's stages are wrapped with timers (the
-library is not modified): image loading, detection, cropping, the network adapter (``forward``,
-i.e. normalisation + network + clamp) and paste-back. Everything else in ``enhance`` (batch
-stacking, tensor <-> numpy, landmark decoding, result assembly) is reported as "other". Pipeline
-overhead = total − SR, as % of SR. One warm-up photo, then ``--repeats`` runs; medians and ranges.
-Paste-back is also split into its parts (background upscale, face blending, output conversion);
-parts a dicsr version does not have are skipped, so the script also times older checkouts
-(``PYTHONPATH=<checkout> python benchmarks/bench_pipeline.py``) for before/after comparisons.
+(random weights, same cost as trained ones). The resolver reports every stage to its ``on_stage``
+callback (:class:`dicsr.pipeline.StageEvent`); the table sums them per row: load (``decode``),
+detect (``detect`` + ``select``), crop (``crop``, and ``recrop`` with ``refine_crop``), SR
+(``restore``: batch stacking, the network adapter, tensor -> numpy, landmark decoding) and paste,
+with its parts background upscale (``paste.background``), face blending (``paste.blend``) and output
+conversion (``paste.output``). Everything else in ``enhance`` (result assembly: each face in the
+caller's type) is reported as "other". Pipeline overhead = total − SR, as % of SR. The detector is
+loaded before the timed runs; one warm-up photo, then ``--repeats`` runs; medians and ranges.
 
 Part 2 (memory): a "huge photo with many faces" (the group photo tiled ``--tile`` x ``--tile``),
 processed in a fresh subprocess per ``batch_size`` (1, 4, auto), ``upscale=1`` so the output photo
@@ -23,7 +23,6 @@ does not dominate; peak RSS (``ru_maxrss``) of the whole process is reported.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import logging
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,87 +51,53 @@ PASTE_PARTS = ("paste/background", "paste/faces", "paste/output")
 
 
 def build_resolver(batch_size: int | None, **options: Any) -> Any:
-    from dicsr.pipeline import FaceSuperResolver
+    from dicsr.pipeline import DetectorSpec, FaceSuperResolver
     from dicsr.weights import convert_official_checkpoint
 
     adapter = convert_official_checkpoint(DIC_CHECKPOINT).adapter
-    return FaceSuperResolver(
-        adapter,
-        device="cpu",
-        detector_weights=DETECTOR,
-        batch_size=batch_size,
-        progress=False,
-        **options,
-    )
+    return FaceSuperResolver(adapter, DetectorSpec(weights=DETECTOR), batch_size=batch_size, **options)
+
+
+#: The table's rows, from the pipeline's stage names (dicsr.pipeline.StageName).
+ROW_OF_STAGE = {
+    "decode": "load",
+    "detect": "detect",
+    "select": "detect",  # selection used to run inside detection; it costs microseconds
+    "crop": "crop",
+    "recrop": "crop",
+    "restore": "sr",
+    "paste": "paste",
+    "paste.background": "paste/background",
+    "paste.blend": "paste/faces",
+    "paste.output": "paste/output",
+}
 
 
 class StageTimer:
-    """Accumulates wall time per stage while ``enhance`` runs."""
+    """The resolver's ``on_stage`` callback: sums each stage's seconds into its table row."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
 
-    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[stage] += time.perf_counter() - start
+    def __call__(self, event: Any) -> None:
+        self.seconds[ROW_OF_STAGE[event.stage]] += event.seconds
 
-        return timed
-
-
-@contextlib.contextmanager
-def instrumented(resolver: Any, timer: StageTimer) -> Iterator[None]:
-    """Temporarily wrap the pipeline's stages with timers (instance and module attributes)."""
-    import dicsr.image._background as background_module
-    import dicsr.pipeline as pipeline_module
-    from dicsr.face import crop as crop_module
-
-    detector = resolver._get_detector()  # loaded outside the timed region (one-off cost)
-    patches = [
-        (pipeline_module, "load_image", "load"),
-        (crop_module, "crop_face", "crop"),
-        (detector, "detect", "detect"),
-        (resolver.adapter, "forward", "sr"),
-        (resolver, "_paste", "paste"),
-        # Parts of the paste stage (names with "/" are nested: not added again to the total).
-        (background_module, "upscale_with", "paste/background"),
-        (background_module, "upscale_background", "paste/background"),
-        (background_module, "upscale_background_8bit", "paste/background"),
-        (pipeline_module, "paste_faces", "paste/faces"),
-        (background_module, "to_output", "paste/output"),
-        (background_module, "to_output_8bit", "paste/output"),
-    ]
-    saved = []
-    for owner, name, stage in patches:
-        if "/" in stage and not hasattr(owner, name):
-            continue  # a part this dicsr version does not have
-        original = getattr(owner, name)
-        saved.append((owner, name, original, name in vars(owner)))
-        setattr(owner, name, timer.wrap(stage, original))
-    try:
-        yield
-    finally:
-        for owner, name, original, was_own in reversed(saved):
-            if was_own:
-                setattr(owner, name, original)
-            else:
-                delattr(owner, name)
+    def reset(self) -> None:
+        self.seconds.clear()
 
 
 def time_photo(photo: Path, repeats: int, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
-    resolver = build_resolver(batch_size=None)
+    timer = StageTimer()
+    resolver = build_resolver(batch_size=None, on_stage=timer)
+    resolver.load_detector()  # loaded outside the timed region (one-off cost)
     runs: list[dict[str, float]] = []
     faces = 0
     for index in range(repeats + 1):  # the first run is a warm-up
-        timer = StageTimer()
-        with instrumented(resolver, timer):
-            start = time.perf_counter()
-            result = resolver.enhance(str(photo))
-            total = time.perf_counter() - start
+        timer.reset()
+        start = time.perf_counter()
+        result = resolver.enhance(str(photo))
+        total = time.perf_counter() - start
         faces = len(result.faces)
         stages = dict(timer.seconds)
         stages["total"] = total
@@ -182,7 +146,7 @@ def memory_worker(photo: Path, batch: str, threads: int) -> None:
     torch.set_num_threads(threads)
     batch_size = None if batch == "auto" else int(batch)
     resolver = build_resolver(batch_size=batch_size, upscale=1.0)
-    resolver._get_detector()
+    resolver.load_detector()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # Loading the checkpoint peaks higher than a small enhance; reset the high-water mark (VmHWM)
     # so the peak of the enhance call itself is measured ("5" > clear_refs, Linux >= 4.0).
@@ -196,7 +160,7 @@ def memory_worker(photo: Path, batch: str, threads: int) -> None:
     result = resolver.enhance(str(photo))
     elapsed = time.perf_counter() - start
     peak = _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    chunk = resolver._auto_batch_size()
+    chunk = resolver.network_batch_size()
     print(
         json.dumps(
             {

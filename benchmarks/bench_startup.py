@@ -40,7 +40,8 @@ import torch
 torch.set_num_threads({threads})
 import dicsr
 imported = time.perf_counter()
-resolver = dicsr.FaceSuperResolver({model!r}, device="cpu", detector_weights={detector!r}, {options})
+resolver = dicsr.FaceSuperResolver.from_pretrained(
+    {model!r}, device="cpu", detector_weights={detector!r}, {options})
 built = time.perf_counter()
 result = resolver.enhance({photo!r})
 first = time.perf_counter()

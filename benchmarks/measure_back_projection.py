@@ -1,7 +1,7 @@
 """Measure back-projection (dicsr.face.consistency) on the golden networks and real faces.
 
 Every annotated face of ../shared/faces/landmarks68.json is cut with DIC's training box
-(``dic_box_from_landmarks68``: HR 128 px, LR = Pillow bicubic 16 px, dic.md §1) and restored by
+(``landmark_square_from_points68``: HR 128 px, LR = Pillow bicubic 16 px, dic.md §1) and restored by
 the golden (seeded random) DIC and SPARNet checkpoints of ../shared/golden, converted with
 ``convert_checkpoint``. For each network it prints, before → after back-projection:
 
@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dicsr.loading import convert_checkpoint, load_model
 
 from dicsr.face.consistency import (
     BACK_PROJECTION_ITERATIONS,
@@ -41,8 +40,9 @@ from dicsr.face.consistency import (
     downsampling_matrix,
     lr_disagreement,
 )
-from dicsr.face.crop import FaceCrop, crop_face, dic_box_from_landmarks68
+from dicsr.face.crop import FaceCrop, crop_face, landmark_square_from_points68
 from dicsr.image import load_image
+from dicsr.weights import convert_checkpoint, load_model
 
 CHECKPOINTS = {
     "DIC (golden)": ("DIC_CelebA_ckp.pth", "dic-celeba"),
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, faces in annotations.items():
         rgb = load_image(args.shared / "faces" / name).rgb
         for points in faces:
-            box = dic_box_from_landmarks68(np.asarray(points, dtype=np.float64))
-            crops.append(crop_face(rgb, box, convention="dic_square", lr_size=16, hr_size=128))
+            box = landmark_square_from_points68(np.asarray(points, dtype=np.float64))
+            crops.append(crop_face(rgb, box, convention="landmark_square", lr_size=16, hr_size=128))
     print(f"{len(crops)} annotated faces from {len(annotations)} photos, DIC training crops 16 -> 128\n")
     lr_batch = torch.from_numpy(np.stack([c.lr for c in crops])).permute(0, 3, 1, 2)
 

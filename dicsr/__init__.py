@@ -1,7 +1,7 @@
 """dicsr: face super-resolution with DIC/DICGAN and SPARNet/SPARNetHD.
 
 >>> from dicsr import FaceSuperResolver
->>> sr = FaceSuperResolver("dic-celeba")          # doctest: +SKIP
+>>> sr = FaceSuperResolver.from_pretrained("dic-celeba")   # doctest: +SKIP
 >>> result = sr.enhance("photo.jpg")              # doctest: +SKIP
 
 Heavy dependencies (facexlib, torchvision, huggingface_hub) are imported lazily, so
@@ -17,15 +17,14 @@ from dicsr import errors
 from dicsr._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from dicsr.pipeline import FaceSuperResolver
-    from dicsr.results import EnhanceResult, RestoredFace
+    from dicsr.pipeline import EnhanceResult, FaceSuperResolver, RestoredFace
     from dicsr.weights import convert_checkpoint, download_model, list_models, load_model
 
 # public name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY_EXPORTS = {
     "FaceSuperResolver": "dicsr.pipeline",
-    "EnhanceResult": "dicsr.results",
-    "RestoredFace": "dicsr.results",
+    "EnhanceResult": "dicsr.pipeline",
+    "RestoredFace": "dicsr.pipeline",
     "list_models": "dicsr.weights",
     "load_model": "dicsr.weights",
     "convert_checkpoint": "dicsr.weights",

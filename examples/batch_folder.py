@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not inputs:
         parser.error(f"no images found in {args.input_dir}")
-    resolver = FaceSuperResolver(
-        args.model, device=args.device, upscale=args.upscale,
-        detector_weights=args.detector_weights, progress=not args.no_progress,
+    resolver = FaceSuperResolver.from_pretrained(
+        args.model, device=args.device, detector_weights=args.detector_weights,
+        progress=not args.no_progress, upscale=args.upscale,
     )
 
     done = faces = 0

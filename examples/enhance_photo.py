@@ -16,6 +16,7 @@ from pathlib import Path
 from dicsr import FaceSuperResolver
 from dicsr.errors import DicsrError
 from dicsr.image import save_image
+from dicsr.pipeline import SelectionPolicy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
-        resolver = FaceSuperResolver(
-            args.model, device=args.device, upscale=args.upscale,
-            only_center_face=args.only_center_face, detector_weights=args.detector_weights,
+        resolver = FaceSuperResolver.from_pretrained(
+            args.model, device=args.device, detector_weights=args.detector_weights,
+            upscale=args.upscale, selection=SelectionPolicy(only_center_face=args.only_center_face),
         )
         result = resolver.enhance(args.photo)
     except DicsrError as exc:  # bad photo, missing weights, unavailable device: one readable line

@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    resolver = FaceSuperResolver(
-        args.model, device=args.device, upscale=args.upscale, detector_weights=args.detector_weights
+    resolver = FaceSuperResolver.from_pretrained(
+        args.model, device=args.device, detector_weights=args.detector_weights, upscale=args.upscale
     )
     if resolver.config.num_landmarks == 0:
         parser.error(f"{args.model} ({resolver.config.arch}) predicts no landmarks; use a DIC model")

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    resolver = FaceSuperResolver(
+    resolver = FaceSuperResolver.from_pretrained(
         args.model, device=args.device, upscale=args.upscale, detector_weights=args.detector_weights
     )
     # A float RGB array in gives float RGB arrays out: the faces, ready to composite.

@@ -118,8 +118,9 @@ def messy_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def resolver(sparnet_model_dir, detector_weights) -> FaceSuperResolver:
-    return FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights,
-                             upscale=UPSCALE, progress=False)
+    return FaceSuperResolver.from_pretrained(
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=UPSCALE, progress=False
+    )
 
 
 def upright_size(path: Path) -> tuple[int, int]:
@@ -152,8 +153,8 @@ def test_pixel_limit_is_checked_from_the_header_and_configurable(resolver, detec
         resolver.enhance(path)
     small = tmp_path / "small.png"
     Image.new("RGB", (64, 48)).save(small)
-    strict = FaceSuperResolver(resolver.adapter, device="cpu", detector_weights=detector_weights,
-                               max_pixels=64 * 48 - 1)
+    # the same network and detector composed with another pixel limit
+    strict = FaceSuperResolver(resolver.adapter, resolver.detector, max_pixels=64 * 48 - 1)
     with pytest.raises(ImageTooLargeError, match="3,072 pixels"):
         strict.enhance(small)
 
@@ -207,18 +208,40 @@ def test_non_finite_tensors_are_invalid_input(resolver, value):
         resolver.adapter(batch)
 
 
+def closed_file():
+    handle = open(photo("Pillow", "Tests", "images", "hopper.jpg"), "rb")  # noqa: SIM115 - closed on purpose
+    handle.close()
+    return handle
+
+
+#: inputs that once escaped as raw exceptions (issue 13 item 8) -> a fragment of the typed message
+UNUSABLE_INPUTS = {
+    "meta tensor": (lambda: torch.empty(3, 32, 32, device="meta"), "meta device"),
+    "sparse tensor": (lambda: torch.rand(3, 32, 32).to_sparse(), "must be dense"),
+    "sparse batch of one": (lambda: torch.rand(1, 3, 32, 32).to_sparse(), "must be dense"),
+    "closed file object": (closed_file, "hopper.jpg' is closed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE_INPUTS))
+def test_unusable_tensors_and_file_objects_are_typed_errors(resolver, case):
+    make, fragment = UNUSABLE_INPUTS[case]
+    with pytest.raises(InvalidImageError, match=fragment):
+        resolver.enhance(make())
+
+
 def test_unsupported_dtype_and_device_are_typed_errors(sparnet_model_dir):
     with pytest.raises(UnsupportedDtypeError, match="does not support float16 on cpu"):
-        FaceSuperResolver(sparnet_model_dir, device="cpu", dtype=torch.float16)
+        FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", dtype=torch.float16)
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here: device='cuda' is not an error")
     with pytest.raises(UnsupportedDeviceError, match="CUDA is not available"):
-        FaceSuperResolver(sparnet_model_dir, device="cuda")
+        FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cuda")
 
 
 def test_offline_without_cache_says_how_to_get_the_weights(tmp_path):
     with pytest.raises(WeightsUnavailableError) as caught:
-        FaceSuperResolver("dic-celeba", offline=True, cache_dir=tmp_path)
+        FaceSuperResolver.from_pretrained("dic-celeba", offline=True, cache_dir=tmp_path)
     message = str(caught.value)
     assert "not in the local cache" in message and "offline" in message
     assert "dicsr convert" in message and "DIC_CelebA.pth" in message  # the manual route
@@ -226,7 +249,7 @@ def test_offline_without_cache_says_how_to_get_the_weights(tmp_path):
 
 def test_offline_without_detector_weights_says_where_to_put_them(sparnet_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("DICSR_CACHE_DIR", str(tmp_path))  # an empty dicsr cache
-    sr = FaceSuperResolver(sparnet_model_dir, device="cpu", offline=True)
+    sr = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", offline=True)
     with pytest.raises(WeightsUnavailableError) as caught:
         sr.enhance(photo("face_recognition", "examples", "obama-240p.jpg"))
     message = str(caught.value)
@@ -248,13 +271,13 @@ def test_corrupt_safetensors_is_a_corrupt_checkpoint(model_copy, damage):
     weights.write_bytes({"truncated": data[: len(data) // 3], "zero_bytes": b"",
                          "garbage_header": b"\xff" * 16 + data[16:]}[damage])
     with pytest.raises(CorruptCheckpointError, match=r"model\.safetensors"):
-        FaceSuperResolver(model_copy, device="cpu")
+        FaceSuperResolver.from_pretrained(model_copy, device="cpu")
 
 
 def test_weights_of_another_architecture_are_refused(model_copy, dic_model_dir):
     shutil.copy(dic_model_dir / "config.json", model_copy / "config.json")  # says DIC, holds SPARNet
     with pytest.raises(ArchitectureMismatchError) as caught:
-        FaceSuperResolver(model_copy, device="cpu")
+        FaceSuperResolver.from_pretrained(model_copy, device="cpu")
     assert caught.value.missing and caught.value.unexpected
     assert "dic" in str(caught.value) and "missing keys" in str(caught.value)
 
@@ -319,7 +342,7 @@ def malicious_pth(sparnet_model_dir, tmp_path) -> tuple[Path, Path]:
 def test_malicious_checkpoint_is_refused_without_running(malicious_pth):
     path, marker = malicious_pth
     with pytest.raises(CorruptCheckpointError, match="refused to load") as caught:
-        FaceSuperResolver(path, device="cpu")
+        FaceSuperResolver.from_pretrained(path, device="cpu")
     assert "exec" in str(caught.value)
     assert not marker.exists(), "the checkpoint's code ran"
 
@@ -329,7 +352,7 @@ def test_malicious_detector_weights_are_refused_without_running(sparnet_model_di
 
     path, marker = malicious_pth
     # the pipeline checks the published size and sha256 of detector weights before reading them
-    sr = FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=path)
+    sr = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", detector_weights=path)
     with pytest.raises(IntegrityError, match="expected 1,789,735"):
         sr.enhance(photo("face_recognition", "examples", "obama-240p.jpg"))
     # and the detector's own reader, used directly, never unpickles code either

@@ -35,8 +35,9 @@ pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 @pytest.fixture(scope="module")
 def resolver(sparnet_model_dir, detector_weights):
-    return FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights,
-                             upscale=UPSCALE, progress=False)
+    return FaceSuperResolver.from_pretrained(
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=UPSCALE, progress=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_threads_sharing_one_resolver_get_the_serial_results(resolver, inputs):
 
 @pytest.fixture(scope="module")
 def dic_resolver(dic_model_dir):
-    return FaceSuperResolver(dic_model_dir, device="cpu", progress=False)
+    return FaceSuperResolver.from_pretrained(dic_model_dir, device="cpu", progress=False)
 
 
 def test_dic_keeps_no_recurrent_state_between_calls(dic_resolver):
@@ -147,8 +148,10 @@ def test_faces_go_through_the_network_in_chunks_of_batch_size(resolver, sparnet_
     photo = load_image(shared_path("faces", "dlib", "examples", "faces", "2007_007763.jpg")).rgb
     results, calls = {}, {}
     for batch_size in (2, 16):
-        chunked = FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights,
-                                    upscale=UPSCALE, batch_size=batch_size, progress=False)
+        chunked = FaceSuperResolver.from_pretrained(
+            sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=UPSCALE,
+            batch_size=batch_size, progress=False,
+        )
         forward = chunked.adapter.forward
         sizes: list[int] = []
 

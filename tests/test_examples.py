@@ -34,7 +34,6 @@ API_DOC = REPO_ROOT / "docs" / "api.md"
 PUBLIC_MODULES = (
     "dicsr",
     "dicsr.pipeline",
-    "dicsr.results",
     "dicsr.errors",
     "dicsr.image",
     "dicsr._devices",

@@ -17,7 +17,7 @@ from conftest import shared_path
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.consistency import back_project, downsampling_matrix, lr_disagreement
-from dicsr.face.crop import FaceCrop, crop_face, dic_box_from_landmarks68
+from dicsr.face.crop import FaceCrop, crop_face, landmark_square_from_points68
 from dicsr.image import load_image, resize_float
 
 GROUP = "dlib/examples/faces/2008_002470.jpg"  # six annotated faces
@@ -29,8 +29,8 @@ def group_crops() -> list[FaceCrop]:
     faces = json.loads(shared_path("faces", "landmarks68.json").read_text())[GROUP]
     rgb = load_image(shared_path("faces", *GROUP.split("/"))).rgb
     return [
-        crop_face(rgb, dic_box_from_landmarks68(np.asarray(points, dtype=np.float64)),
-                  convention="dic_square", lr_size=16, hr_size=128)
+        crop_face(rgb, landmark_square_from_points68(np.asarray(points, dtype=np.float64)),
+                  convention="landmark_square", lr_size=16, hr_size=128)
         for points in faces
     ]
 
@@ -51,7 +51,7 @@ def test_the_downsampling_matrix_is_pillows_resize() -> None:
 def test_back_projection_makes_the_golden_networks_agree_with_the_photo(
     request: pytest.FixtureRequest, group_crops: list[FaceCrop], model: str
 ) -> None:
-    from dicsr.loading import load_model
+    from dicsr.weights import load_model
 
     folder: Path = request.getfixturevalue(f"{model}_model_dir")
     adapter = load_model(folder)
@@ -125,7 +125,7 @@ def test_a_face_that_already_agrees_is_left_alone() -> None:
     # the black border makes the clipped LR 0 next to negative bicubic overshoot.
     rgb = load_image(shared_path("faces", *GROUP.split("/"))).rgb
     for box in ((200.0, 40.0, 264.0, 104.0), (-30.0, -20.0, 50.0, 60.0)):
-        crop = crop_face(rgb, box, convention="dic_square", lr_size=16, hr_size=128)
+        crop = crop_face(rgb, box, convention="landmark_square", lr_size=16, hr_size=128)
         assert lr_disagreement(crop.hr, crop.lr) < 1e-6
         np.testing.assert_allclose(back_project(crop.hr, crop.lr), crop.hr, atol=1e-4)
 

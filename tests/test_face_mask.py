@@ -1,7 +1,7 @@
 """dicsr.face.mask: the face-shaped mask from 68 landmarks, on real annotated faces.
 
 Every annotated face of ../shared/faces/landmarks68.json is cut with DIC's training box
-(``dic_box_from_landmarks68``, dic.md §1), so its landmarks sit in the 128-px face frame where a
+(``landmark_square_from_points68``, dic.md §1), so its landmarks sit in the 128-px face frame where a
 DIC network puts its own.
 """
 
@@ -15,7 +15,7 @@ from conftest import shared_path
 from scipy.spatial import ConvexHull
 
 from dicsr.errors import InvalidInputError
-from dicsr.face.crop import apply_affine, box_affine, dic_box_from_landmarks68
+from dicsr.face.crop import apply_affine, box_affine, landmark_square_from_points68
 from dicsr.face.mask import (
     LANDMARK_FEATHER,
     LANDMARK_LIMIT,
@@ -35,7 +35,7 @@ def face_landmarks() -> list[np.ndarray]:
     for points_per_face in annotations.values():
         for points in points_per_face:
             points = np.asarray(points, dtype=np.float64)
-            faces.append(apply_affine(box_affine(dic_box_from_landmarks68(points), SIZE), points))
+            faces.append(apply_affine(box_affine(landmark_square_from_points68(points), SIZE), points))
     assert len(faces) == 55
     return faces
 

@@ -163,7 +163,9 @@ def test_a_registered_family_is_converted_loaded_and_restores_a_photo(
 
     image = Image.open(shared_path("faces", "face_recognition", "examples", "two_people.jpg")).convert("RGB")
     image = image.resize((image.width // 4, image.height // 4), Image.BICUBIC)  # faces of ~50 px
-    resolver = FaceSuperResolver(folder, device="cpu", detector_weights=detector_weights, refine_crop=True)
+    resolver = FaceSuperResolver.from_pretrained(
+        folder, device="cpu", detector_weights=detector_weights, refine_crop=True
+    )
     result = resolver.enhance(image)
     assert result.num_faces == 2 and result.upscale == 4.0  # the preset's scale
     assert result.image.size == (image.width * 4, image.height * 4)

@@ -16,10 +16,11 @@ import pytest
 from conftest import shared_path
 from PIL import Image
 
-from dicsr._output_size import check_output_size, checked_upscale, default_output_scale, output_pixels
 from dicsr.cli import main
 from dicsr.errors import ImageTooLargeError, InvalidInputError
 from dicsr.pipeline import DEFAULT_MAX_OUTPUT_PIXELS, FaceSuperResolver
+from dicsr.pipeline._options import checked_scale
+from dicsr.pipeline._output_size import check_output_size, default_output_scale, output_pixels
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
@@ -37,7 +38,7 @@ def test_output_pixels_round_like_the_background_upscale() -> None:
 @pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "2", None, True])
 def test_an_upscale_must_be_a_finite_positive_number(value) -> None:
     with pytest.raises(InvalidInputError, match="upscale must be"):
-        checked_upscale(value)
+        checked_scale("upscale", value)
 
 
 def test_the_default_scale_is_lowered_to_fit_but_never_below_one() -> None:
@@ -69,7 +70,8 @@ def test_an_explicit_upscale_over_the_limit_names_the_size_and_the_limit() -> No
 def resolver_without_detector(sparnet_model_dir, tmp_path_factory) -> FaceSuperResolver:
     """A resolver whose detector cannot be built: a check that runs first is the only error seen."""
     missing = tmp_path_factory.mktemp("nowhere") / "detector.pth"
-    return FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=missing, progress=False)
+    return FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", detector_weights=missing,
+                                             progress=False)
 
 
 @pytest.mark.parametrize("shape, upscale", [((128, 128, 3), 1e6), ((4000, 6000, 3), 8)])
@@ -80,8 +82,9 @@ def test_an_explicit_upscale_is_refused_before_detection(resolver_without_detect
 
 
 def test_a_photo_larger_than_the_limit_is_refused_at_the_default_scale(sparnet_model_dir, detector_weights):
-    strict = FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights,
-                               max_output_pixels=10_000, progress=False)
+    strict = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu",
+                                               detector_weights=detector_weights,
+                                               max_output_pixels=10_000, progress=False)
     with pytest.raises(ImageTooLargeError, match=r"the photo is 200×100 = 20,000 pixels, already more"):
         strict.enhance(np.zeros((100, 200, 3), dtype=np.uint8))
     # faces only: no photo is allocated, so nothing to refuse
@@ -89,8 +92,7 @@ def test_a_photo_larger_than_the_limit_is_refused_at_the_default_scale(sparnet_m
     # a photo that fits at a lower scale gets it, and the result is within the limit
     result = strict.enhance(np.zeros((40, 50, 3), dtype=np.uint8))
     assert result.upscale == 2.23 and result.image.shape[0] * result.image.shape[1] <= 10_000
-    unlimited = FaceSuperResolver(strict.adapter, device="cpu", detector_weights=detector_weights,
-                                  max_output_pixels=None, progress=False)
+    unlimited = FaceSuperResolver(strict.adapter, strict.detector, max_output_pixels=None)
     assert unlimited.enhance(np.zeros((100, 200, 3), dtype=np.uint8)).image.shape[:2] == (800, 1600)
 
 

@@ -16,7 +16,7 @@ from conftest import shared_path
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.consistency import back_project
-from dicsr.face.crop import apply_affine, box_affine, crop_face, dic_box_from_landmarks68
+from dicsr.face.crop import apply_affine, box_affine, crop_face, landmark_square_from_points68
 from dicsr.face.mask import landmark_mask, mask_for_face
 from dicsr.face.paste import PasteOptions, face_to_paste, paste_faces
 from dicsr.image import Background, load_image, to_luma, to_uint8
@@ -45,8 +45,8 @@ def scene(photo, annotated) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(5)
     scene = []
     for points in annotated:
-        box = dic_box_from_landmarks68(points)
-        crop = crop_face(photo, box, convention="dic_square", lr_size=16, hr_size=128)
+        box = landmark_square_from_points68(points)
+        crop = crop_face(photo, box, convention="landmark_square", lr_size=16, hr_size=128)
         face = np.clip(crop.hr * [1.1, 0.9, 0.8] + 0.2 * (rng.random(crop.hr.shape) - 0.5), 0, 1)
         scene.append((face.astype(np.float32), crop.affine, apply_affine(crop.affine, points)))
     return scene
@@ -208,7 +208,7 @@ def oracle_boxes(photo, annotated) -> list[tuple[tuple[float, float, float, floa
     resampling of its own."""
     boxes = []
     for points in annotated:
-        x0, y0, x1, y1 = dic_box_from_landmarks68(points)
+        x0, y0, x1, y1 = landmark_square_from_points68(points)
         left, top = round((x0 + x1) / 2 - 32), round((y0 + y1) / 2 - 32)
         box = (left - 0.5, top - 0.5, left + 63.5, top + 63.5)
         boxes.append((box, apply_affine(box_affine(box, 128), points)))
@@ -239,7 +239,7 @@ def test_an_oracle_network_gives_back_the_plain_upscale_with_every_option(
     top = 255.0 if bit_depth == 8 else 1.0  # the 8-bit background holds samples, the float one [0, 1]
     faces, masks = [], []
     for box, landmarks in oracle_boxes:
-        crop = crop_face(loaded.rgb, box, convention="dic_square", lr_size=16, hr_size=128)
+        crop = crop_face(loaded.rgb, box, convention="landmark_square", lr_size=16, hr_size=128)
         left, upper = round((box[0] + 0.5) * SCALE), round((box[1] + 0.5) * SCALE)
         restored = (plain.pixels[upper : upper + 128, left : left + 128] / top).astype(np.float32)
         if options.get("back_project"):
@@ -281,8 +281,8 @@ def test_paste_options_are_checked_and_overridden_per_call() -> None:
 
 def test_face_to_paste_back_projects_and_picks_the_mask_by_the_landmarks(scene, photo, annotated) -> None:
     face, _, landmarks = scene[0]
-    box = dic_box_from_landmarks68(annotated[0])
-    crop = crop_face(photo, box, convention="dic_square", lr_size=16, hr_size=128)
+    box = landmark_square_from_points68(annotated[0])
+    crop = crop_face(photo, box, convention="landmark_square", lr_size=16, hr_size=128)
     shaped = face_to_paste(face, crop.lr, landmarks, PasteOptions())
     np.testing.assert_array_equal(shaped.image, back_project(face, crop.lr))
     np.testing.assert_array_equal(shaped.mask, landmark_mask(landmarks, 128))

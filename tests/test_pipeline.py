@@ -22,6 +22,7 @@ from dicsr.errors import InvalidInputError, UnsupportedDeviceError, UnsupportedD
 from dicsr.face.crop import apply_affine
 from dicsr.image import load_image
 from dicsr.image._background import upscale_background
+from dicsr.pipeline import DetectorSpec, SelectionPolicy
 
 TWO_PEOPLE = ("face_recognition", "examples", "two_people.jpg")
 GROUP_OF_SIX = ("dlib", "examples", "faces", "2008_002470.jpg")
@@ -34,12 +35,14 @@ def photo(*parts: str) -> Path:
 
 @pytest.fixture(scope="module")
 def sparnet_sr(sparnet_model_dir: Path, detector_weights: Path) -> FaceSuperResolver:
-    return FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=2)
+    return FaceSuperResolver.from_pretrained(
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=2
+    )
 
 
 @pytest.fixture(scope="module")
 def dic_sr(dic_model_dir: Path, detector_weights: Path) -> FaceSuperResolver:
-    return FaceSuperResolver(dic_model_dir, device="cpu", detector_weights=detector_weights)
+    return FaceSuperResolver.from_pretrained(dic_model_dir, device="cpu", detector_weights=detector_weights)
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +133,14 @@ def test_group_photo_finds_every_face(sparnet_sr: FaceSuperResolver) -> None:
         assert face.box[0] < cx < face.box[2] and face.box[1] < cy < face.box[3]
 
 
-def test_face_selection_options(sparnet_model_dir: Path, detector_weights: Path) -> None:
-    common = {"device": "cpu", "detector_weights": detector_weights, "upscale": 1}
-    two = FaceSuperResolver(sparnet_model_dir, max_faces=2, **common).enhance(photo(*GROUP_OF_SIX))
-    assert two.num_faces == 2
-    center = FaceSuperResolver(sparnet_model_dir, only_center_face=True, **common)
-    assert center.enhance(photo(*GROUP_OF_SIX)).num_faces == 1
+def test_face_selection_options(sparnet_sr: FaceSuperResolver) -> None:
+    def selecting(**policy: object) -> FaceSuperResolver:
+        # the same network and detector, composed with another selection policy
+        return FaceSuperResolver(sparnet_sr.adapter, sparnet_sr.detector, upscale=1,
+                                 selection=SelectionPolicy(**policy))
+
+    assert selecting(max_faces=2).enhance(photo(*GROUP_OF_SIX)).num_faces == 2
+    assert selecting(only_center_face=True).enhance(photo(*GROUP_OF_SIX)).num_faces == 1
 
 
 def test_photo_without_faces_returns_the_upscaled_photo(sparnet_sr: FaceSuperResolver) -> None:
@@ -158,8 +163,9 @@ def test_aligned_input_skips_detection(sparnet_sr: FaceSuperResolver) -> None:
 
 def test_batched_chunks_give_the_same_faces(sparnet_model_dir: Path, detector_weights: Path) -> None:
     common = {"device": "cpu", "detector_weights": detector_weights, "upscale": 1}
-    one = FaceSuperResolver(sparnet_model_dir, batch_size=1, **common).enhance(photo(*GROUP_OF_SIX))
-    many = FaceSuperResolver(sparnet_model_dir, batch_size=16, **common).enhance(photo(*GROUP_OF_SIX))
+    one = FaceSuperResolver.from_pretrained(sparnet_model_dir, batch_size=1, **common)
+    many = FaceSuperResolver.from_pretrained(sparnet_model_dir, batch_size=16, **common)
+    one, many = one.enhance(photo(*GROUP_OF_SIX)), many.enhance(photo(*GROUP_OF_SIX))
     assert one.num_faces == many.num_faces == 6
     for a, b in zip(one.faces, many.faces, strict=True):
         assert np.abs(np.asarray(a.image).astype(int) - np.asarray(b.image).astype(int)).max() <= 1
@@ -214,8 +220,9 @@ def test_tensor_in_tensor_out(sparnet_sr: FaceSuperResolver, small_two_people) -
 
 
 def test_upscale_is_capped_for_huge_outputs(sparnet_model_dir: Path, detector_weights: Path) -> None:
-    capped = FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights,
-                               max_output_pixels=1_000_000)
+    capped = FaceSuperResolver.from_pretrained(
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, max_output_pixels=1_000_000
+    )
     result = capped.enhance(photo(*CAT))
     assert result.upscale < 8
     assert result.image.width * result.image.height <= 1_000_000 * 1.01
@@ -223,20 +230,20 @@ def test_upscale_is_capped_for_huge_outputs(sparnet_model_dir: Path, detector_we
 
 def test_bad_options_are_typed_errors(sparnet_model_dir: Path) -> None:
     with pytest.raises(InvalidInputError):
-        FaceSuperResolver(sparnet_model_dir, device="cpu", score_threshold=2.0)
+        FaceSuperResolver.from_pretrained(sparnet_model_dir, detector=DetectorSpec(score_threshold=2.0))
     with pytest.raises(InvalidInputError):
-        FaceSuperResolver(sparnet_model_dir, device="cpu", batch_size=0)
+        FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", batch_size=0)
     with pytest.raises(UnsupportedDtypeError):
-        FaceSuperResolver(sparnet_model_dir, device="cpu", dtype="float16")
+        FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", dtype="float16")
     with pytest.raises(UnsupportedDtypeError):
-        FaceSuperResolver(sparnet_model_dir, device="cpu", dtype="int8")
+        FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", dtype="int8")
     if not torch.cuda.is_available():
         with pytest.raises(UnsupportedDeviceError, match="CUDA is not available"):
-            FaceSuperResolver(sparnet_model_dir, device="cuda")
+            FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cuda")
 
 
 def test_bfloat16_on_cpu_is_close_to_float32(sparnet_model_dir: Path, sparnet_sr: FaceSuperResolver) -> None:
-    bf16 = FaceSuperResolver(sparnet_model_dir, device="cpu", dtype="bf16", upscale=1)
+    bf16 = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", dtype="bf16", upscale=1)
     face = np.asarray(Image.open(photo("GFPGAN", "inputs", "cropped_faces", "Adele_crop.png"))
                       .convert("RGB").resize((16, 16), Image.BICUBIC))
     low = np.asarray(bf16.enhance(face, aligned=True).faces[0].image).astype(int)
@@ -246,7 +253,7 @@ def test_bfloat16_on_cpu_is_close_to_float32(sparnet_model_dir: Path, sparnet_sr
 
 
 def test_to_returns_self_and_moves_the_network(sparnet_model_dir: Path) -> None:
-    sr = FaceSuperResolver(sparnet_model_dir, device="auto")
+    sr = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="auto")
     assert sr.device.type == ("cuda" if torch.cuda.is_available() else sr.device.type)
     assert sr.to("cpu", "bfloat16") is sr
     assert sr.dtype == torch.bfloat16
@@ -258,8 +265,9 @@ def test_refine_crop_recrops_from_dics_own_landmarks(dic_model_dir: Path, detect
     """refine_crop: the training-style box of the first pass's landmarks becomes the crop."""
     from dicsr.face.crop import invert_affine, landmark_square_from_points68
 
-    refined = FaceSuperResolver(dic_model_dir, device="cpu", detector_weights=detector_weights,
-                                refine_crop=True).enhance(small_two_people)
+    refined = FaceSuperResolver.from_pretrained(
+        dic_model_dir, device="cpu", detector_weights=detector_weights, refine_crop=True
+    ).enhance(small_two_people)
     assert refined.num_faces == dic_result.num_faces
     moved = 0
     for first, second in zip(dic_result.faces, refined.faces, strict=True):
@@ -311,8 +319,10 @@ def _pillow_background(rgb: np.ndarray, scale: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def sparnet_float_path(sparnet_model_dir: Path, detector_weights: Path) -> FaceSuperResolver:
     """The float paste path fed Pillow's 8-bit background through a user ``bg_upsampler``."""
-    return FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=2,
-                             bg_upsampler=_pillow_background)
+    return FaceSuperResolver.from_pretrained(
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=2,
+        bg_upsampler=_pillow_background,
+    )
 
 
 @pytest.mark.parametrize("kind", ["rgb", "gray", "bgra"])

@@ -432,8 +432,9 @@ def test_detected_points_land_inside_every_crop_convention(real_detections, data
 def resolver(sparnet_model_dir, detector_weights):
     from dicsr.pipeline import FaceSuperResolver
 
-    return FaceSuperResolver(sparnet_model_dir, device="cpu", detector_weights=detector_weights,
-                             progress=False)
+    return FaceSuperResolver.from_pretrained(
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, progress=False
+    )
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from dicsr._cli.outputs import (
 from dicsr._cli.summary import RunSummary, failure_reason
 from dicsr._files import remove_abandoned_temporaries
 from dicsr.errors import CheckpointError, DicsrError, InvalidInputError, WeightsUnavailableError
+from dicsr.image import upscaled_points
 
 __all__ = ["add_enhance_parser"]
 
@@ -183,15 +184,18 @@ def _prepare_output_folder(folder: Path) -> None:
 
 def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
     """Load the model and (unless --aligned) the face detector, or stop the run with one typed line."""
-    from dicsr.pipeline import FaceSuperResolver
+    from dicsr.pipeline import DetectorSpec, FaceSuperResolver, SelectionPolicy
 
+    offline = True if args.offline else None
     try:
-        resolver = FaceSuperResolver(
+        detector = DetectorSpec(args.detector, weights=args.detector_weights,
+                                score_threshold=args.score_threshold, offline=offline)
+        resolver = FaceSuperResolver.from_pretrained(
             args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
-            upscale=args.upscale, only_center_face=args.only_center_face, max_faces=args.max_faces,
-            detector=args.detector, detector_weights=args.detector_weights,
-            score_threshold=args.score_threshold, batch_size=args.batch_size,
-            offline=True if args.offline else None, progress=not args.no_progress, **limits,
+            detector=detector, offline=offline, progress=not args.no_progress,
+            upscale=args.upscale, batch_size=args.batch_size,
+            selection=SelectionPolicy(max_faces=args.max_faces, only_center_face=args.only_center_face),
+            **limits,
         )
     except DicsrError:
         raise
@@ -228,12 +232,13 @@ def no_inputs_error(patterns: Sequence[str], ignored: Sequence[Ignored]) -> Dics
 
 
 def _pixel_limit_option(name: str, value: int | None) -> dict[str, Any]:
-    """``--max-pixels`` / ``--max-output-pixels``: absent keeps the library default, 0 lifts the limit."""
+    """``--max-pixels`` / ``--max-output-pixels``: absent keeps the library default; 0 lifts the
+    limit, as it does in the API."""
     if value is None:
         return {}
     if value < 0:
         raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-    return {name: value or None}
+    return {name: value}
 
 
 def _enhance_one(
@@ -282,10 +287,9 @@ def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
     scale = result.upscale
 
     def to_output(values: Any) -> Any:
-        # input-photo coordinates -> restored-photo coordinates (integers are pixel centres)
         if values is None:
             return None
-        return ((np.asarray(values, dtype=np.float64) + 0.5) * scale - 0.5).tolist()
+        return upscaled_points(np.asarray(values, dtype=np.float64), scale).tolist()
 
     faces = []
     for face in result.faces:

@@ -148,6 +148,7 @@ class OnnxRuntimeNetwork(EngineNetwork):
         self._output_names = [output.name for output in self.session.get_outputs()]
 
     def forward(self, x: Tensor, *, all_steps: bool = False) -> Any:
+        """Run the session on a batch in the network's own value space; outputs as the network's."""
         feed = {_INPUT_NAME: x.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()}
         flat = [torch.from_numpy(array) for array in self.session.run(self._output_names, feed)]
         return self.layout.unflatten(flat, all_steps=all_steps)

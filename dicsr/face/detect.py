@@ -20,12 +20,13 @@ Both passes are mapped back to source coordinates and merged with non-maximum su
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +39,7 @@ from dicsr._checkpoint_io import load_state_dict_strictly, read_torch_checkpoint
 from dicsr._devices import resolve_device
 from dicsr.errors import InvalidInputError, ModelNotFoundError, UnsupportedDtypeError
 
-__all__ = ["TINY_FACE_PX", "DetectedFace", "FaceDetector"]
+__all__ = ["TINY_FACE_PX", "DetectedFace", "FaceDetector", "nearest_to_center"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class FaceDetector:
         if half and self.device.type != "cuda":
             raise UnsupportedDtypeError("half-precision detection needs a CUDA device; use half=False")
         self.network = network
+        self.half = bool(half)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_detection_side = int(max_detection_side)
@@ -153,6 +155,32 @@ class FaceDetector:
         self.min_face_size = float(min_face_size)
         self._lock = threading.Lock()
         self._net = _build_retinaface(Path(weights), network, self.device, half)
+
+    def to(self, device: str | torch.device) -> FaceDetector:
+        """Move the network to ``device`` (like ``nn.Module.to``); returns ``self``.
+
+        Raises:
+            UnsupportedDeviceError: the device is not available.
+            UnsupportedDtypeError: a half-precision detector moved off CUDA.
+        """
+        device = resolve_device(device)
+        if self.half and device.type != "cuda":
+            raise UnsupportedDtypeError(
+                "half-precision detection needs a CUDA device; build the detector with half=False"
+            )
+        with self._lock:
+            _place_retinaface(self._net, device)
+            self.device = device
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FaceDetector:
+        # A copy with its own network and its own lock (a lock cannot be copied, and sharing one
+        # would serialise two independent detectors).
+        copied = copy.copy(self)
+        with self._lock:
+            copied._net = copy.deepcopy(self._net, memo)
+        copied._lock = threading.Lock()
+        return copied
 
     def detect(
         self,
@@ -184,7 +212,7 @@ class FaceDetector:
             rows.append(tiny[short_side * native_scale < TINY_FACE_PX])
         faces = _to_faces(_merge(np.concatenate(rows), self.nms_threshold), self.min_face_size)
         if only_center_face and faces:
-            faces = [min(faces, key=lambda f: math.dist(f.center, ((width - 1) / 2, (height - 1) / 2)))]
+            faces = [nearest_to_center(faces, width, height)]
         return faces[:max_faces] if max_faces is not None else faces
 
     # -- passes --------------------------------------------------------------------------------
@@ -227,6 +255,12 @@ class FaceDetector:
         coords = np.concatenate([raw[:, :4], raw[:, 5:]], axis=1)
         coords = coords / np.tile(factors, 7) - 0.5
         return np.concatenate([coords[:, :4], raw[:, 4:5], coords[:, 4:]], axis=1)
+
+
+def nearest_to_center(faces: Sequence[DetectedFace], width: int, height: int) -> DetectedFace:
+    """The face whose box centre is nearest the centre of a ``width × height`` photo (ties: the
+    first); ``faces`` must not be empty."""
+    return min(faces, key=lambda f: math.dist(f.center, ((width - 1) / 2, (height - 1) / 2)))
 
 
 def _to_faces(rows: np.ndarray, min_face_size: float) -> list[DetectedFace]:
@@ -291,11 +325,19 @@ def _build_retinaface(weights: Path, network: DetectorNetwork, device: torch.dev
         net, state, what=f"{weights} is not a RetinaFace {network} state dict (check the network= argument)",
         source=str(weights),
     )
+    net.half_inference = half
+    _place_retinaface(net, device)
+    net = net.eval()
+    return net.half() if half else net
+
+
+def _place_retinaface(net: Any, device: torch.device) -> None:
+    """Move facexlib's RetinaFace to ``device``: its weights, and the device and mean it keeps as plain
+    attributes; cached anchor priors of the old device are dropped."""
     net.device = device
     net.mean_tensor = net.mean_tensor.to(device)
-    net.half_inference = half
-    net = net.to(device).eval()
-    return net.half() if half else net
+    net.to(device)
+    net.__dict__.pop("_prior_cache", None)
 
 
 #: Input sizes whose anchor priors a detector keeps (a service sees a few photo sizes over and over).

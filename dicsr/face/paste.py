@@ -22,7 +22,8 @@ copies the whole photo. The background itself, the upscaled photo, comes from
 :class:`dicsr.image.Background`, which also turns it into the final result.
 
 Coordinates follow :mod:`dicsr.face.crop` (integer = pixel centre). The output photo is the source
-scaled by ``upscale`` about pixel edges: ``x_out = (x_src + 0.5) · upscale − 0.5``.
+scaled by ``upscale`` about pixel edges: ``x_out = (x_src + 0.5) · upscale − 0.5``
+(:func:`dicsr.image.upscaled_points`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from dicsr.errors import InvalidInputError
 from dicsr.face.consistency import back_project
 from dicsr.face.crop import apply_affine, invert_affine, warp_affine
 from dicsr.face.mask import mask_for_face, rounded_square_mask, rounded_square_mask_on_grid
-from dicsr.image._resample import check_scale, resize_float, to_luma
+from dicsr.image._resample import check_scale, resize_float, to_luma, upscaled_to_photo_affine
 
 __all__ = ["FaceToPaste", "PasteOptions", "face_to_paste", "paste_faces"]
 
@@ -235,11 +236,8 @@ def _place(
     size = face.shape[0]
     if mask is not None:
         mask = _checked_mask(mask, size)
-    # output → source: x_src = (x_out + 0.5) / upscale − 0.5, then source → face.
-    output_to_source = np.array(
-        [[1.0 / upscale, 0.0, 0.5 / upscale - 0.5], [0.0, 1.0 / upscale, 0.5 / upscale - 0.5]]
-    )
-    output_to_face = _compose(affine, output_to_source)
+    # output → source (x_src = (x_out + 0.5) / upscale − 0.5), then source → face.
+    output_to_face = _compose(affine, upscaled_to_photo_affine(upscale))
     face_to_output = invert_affine(output_to_face)
     edges = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
     corners = apply_affine(face_to_output, edges)

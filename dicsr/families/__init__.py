@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dicsr.families._adapter import NetworkAdapter, NetworkOutput
 from dicsr.families._config import CONFIG_FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_FACE_SIZE, ModelConfig
-from dicsr.families._family import CUSTOM_PRESET, Family, Preset, ZooEntry
+from dicsr.families._family import CUSTOM_PRESET, RECROP_TOLERANCE, Family, Preset, ZooEntry
 from dicsr.families._registry import get_family, list_families, register_family, unregister_family
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "CUSTOM_PRESET",
     "MAX_CONFIG_BYTES",
     "MAX_FACE_SIZE",
+    "RECROP_TOLERANCE",
     "Family",
     "ModelConfig",
     "NetworkAdapter",

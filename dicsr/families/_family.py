@@ -29,16 +29,21 @@ from torch import nn
 from dicsr._checkpoint_io import TensorSpec, tensor_specs
 from dicsr.errors import CheckpointError
 from dicsr.face.crop import Box, CropConvention
+from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
 from dicsr.families._adapter import NetworkAdapter
 from dicsr.families._config import ModelConfig
 
-__all__ = ["CUSTOM_PRESET", "Family", "Preset", "ZooEntry", "child_indices"]
+__all__ = ["CUSTOM_PRESET", "RECROP_TOLERANCE", "Family", "Preset", "ZooEntry", "child_indices"]
 
 #: Preset name of a layout that matches no released configuration.
 CUSTOM_PRESET = "custom"
 
 #: Activation memory per face assumed when a family does not say (about a DIC face).
 _DEFAULT_BYTES_PER_FACE = 300e6
+
+#: A face is cropped again from its own landmarks (:meth:`Family.refined_box`) when the new box's
+#: centre or side differs from the old one's by more than this fraction of its side.
+RECROP_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -325,6 +330,48 @@ class Family(ABC):
         Only called when :meth:`can_recrop` is true.
         """
         raise NotImplementedError(f"{self.display_name} cannot re-crop from its own landmarks")
+
+    def refined_box(self, config: ModelConfig, box: Box, landmarks: np.ndarray) -> Box | None:
+        """The box to crop a face again from, given the landmarks the network predicted on it.
+
+        Args:
+            config: the model's configuration.
+            box: the crop box the face was restored from (photo coordinates).
+            landmarks: the network's landmarks of that face, in photo coordinates.
+
+        Returns:
+            :meth:`recrop_box` of the landmarks when the family :meth:`can_recrop` and that box differs
+            from ``box`` in any coordinate by more than :data:`RECROP_TOLERANCE` of its side; else
+            ``None``: the face keeps its crop.
+        """
+        if not self.can_recrop(config):
+            return None
+        new = self.recrop_box(landmarks)
+        side = max(box[2] - box[0], 1e-6)
+        moved = max(abs(a - b) for a, b in zip(box, new, strict=True))
+        return new if moved > RECROP_TOLERANCE * side else None
+
+    def decode_landmarks(self, config: ModelConfig, heatmaps: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks of a batch of restored faces from the network's heatmaps, in face coordinates.
+
+        Only called when :meth:`predicts_landmarks` is true. The default reads a Gaussian peak per
+        heatmap on a grid ``hr_size / w`` times coarser than the face (DIC: 128 / 32 = 4):
+        :func:`dicsr.face.landmarks.subpixel_landmarks` and the official
+        :func:`dicsr.face.landmarks.official_argmax_landmarks`.
+
+        Args:
+            config: the model's configuration.
+            heatmaps: ``B×K×h×w`` heatmaps of the final step, on the CPU.
+
+        Returns:
+            ``(points, official)``: ``B×K×2`` float32 sub-pixel ``(x, y)`` and the ``B×K×2`` int64
+            official decoding.
+        """
+        stride = config.hr_size // heatmaps.shape[-1]
+        return (
+            subpixel_landmarks(heatmaps, stride=stride).numpy(),
+            official_argmax_landmarks(heatmaps, stride=stride).numpy(),
+        )
 
     def bytes_per_face(self, config: ModelConfig) -> float:
         """Peak float32 activation memory of one face, for batch sizing."""

@@ -47,7 +47,15 @@ from dicsr.image._decode import (
     load_image,
 )
 from dicsr.image._output import ImageOutput, to_output
-from dicsr.image._resample import resize_8bit, resize_float, to_luma, to_uint8, upscaled_size
+from dicsr.image._resample import (
+    resize_8bit,
+    resize_float,
+    to_luma,
+    to_uint8,
+    upscaled_points,
+    upscaled_size,
+    upscaled_to_photo_affine,
+)
 from dicsr.image._save import save_image
 
 __all__ = [
@@ -66,5 +74,7 @@ __all__ = [
     "to_luma",
     "to_output",
     "to_uint8",
+    "upscaled_points",
     "upscaled_size",
+    "upscaled_to_photo_affine",
 ]

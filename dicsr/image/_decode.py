@@ -10,6 +10,7 @@ import logging
 import os
 import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Union
@@ -132,7 +133,7 @@ def load_image(
         return _load_encoded(bytes(image), max_pixels)
     read = getattr(image, "read", None)
     if callable(read):
-        return _load_encoded(read(), max_pixels)
+        return _load_encoded(_read_file_object(image, read), max_pixels)
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, max_pixels, what="PIL image")
         return _from_pil(image, kind="pil", source_path=None)
@@ -169,6 +170,22 @@ def _load_path(path: Path, max_pixels: int | None) -> LoadedImage:
     if info.st_size == 0:
         raise InvalidImageError(f"image file is empty (0 bytes): {path}")
     return _decode_encoded(path, label=f"image {path.name}", kind="path", path=path, max_pixels=max_pixels)
+
+
+def _read_file_object(file: object, read: Callable[[], object]) -> object:
+    """The contents of a file object, or a typed error for one that cannot be read (closed, a pipe
+    that broke, a socket that timed out)."""
+    if getattr(file, "closed", False):
+        raise InvalidImageError(f"the file object {_file_name(file)} is closed; pass an open one (mode 'rb')")
+    try:
+        return read()
+    except (OSError, ValueError) as exc:  # io raises ValueError for operations on closed files
+        raise InvalidImageError(f"cannot read the file object {_file_name(file)}: {exc}") from exc
+
+
+def _file_name(file: object) -> str:
+    name = getattr(file, "name", None)
+    return repr(name) if isinstance(name, (str, bytes, os.PathLike)) else type(file).__name__
 
 
 def _load_encoded(data: object, max_pixels: int | None) -> LoadedImage:
@@ -297,6 +314,15 @@ def _from_tensor(tensor: torch.Tensor, channel_order: ChannelOrder, max_pixels: 
     else:
         raise InvalidImageError(
             f"tensor image must be C×H×W or 1×C×H×W (one image), got shape {tuple(tensor.shape)}"
+        )
+    if tensor.is_meta:
+        raise InvalidImageError(
+            f"tensor image is on the meta device (a shape without values), shape {tuple(tensor.shape)}; "
+            f"pass a tensor that holds pixels"
+        )
+    if tensor.layout != torch.strided:
+        raise InvalidImageError(
+            f"tensor image must be dense, got layout {tensor.layout}; convert it with .to_dense()"
         )
     if chw.shape[0] not in (1, 3, 4):
         raise InvalidImageError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +25,9 @@ __all__ = [
     "resize_float",
     "to_luma",
     "to_uint8",
+    "upscaled_points",
     "upscaled_size",
+    "upscaled_to_photo_affine",
 ]
 
 #: Output size from which :func:`resize_float` and :func:`resize_8bit` resample the channels in
@@ -159,6 +162,31 @@ def _resize_per_channel(
 def upscaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """``(height, width)`` of a photo upscaled by ``scale`` (rounded to the nearest pixel, ≥ 1)."""
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+# A photo upscaled by ``s`` is the same picture scaled about pixel *edges* (what Pillow's resize
+# does): with integers at pixel centres, edge ``-0.5`` stays at ``-0.5`` and edge ``W - 0.5`` goes to
+# ``W·s - 0.5``. Points, boxes and the paste-back geometry all use this one map.
+
+
+def upscaled_points(points: np.ndarray | Sequence[float], scale: float) -> np.ndarray:
+    """Photo coordinates moved into the photo upscaled by ``scale``: ``(p + 0.5) · scale − 0.5``.
+
+    Integers are pixel centres in both photos (docs/face-crops.md). The map acts on every value
+    alike, so ``points`` may be ``N×2`` points, a flat ``(x0, y0, x1, y1)`` box or any array of
+    coordinates.
+
+    Returns:
+        float64 coordinates of the same shape.
+    """
+    return (np.asarray(points, dtype=np.float64) + 0.5) * scale - 0.5
+
+
+def upscaled_to_photo_affine(scale: float) -> np.ndarray:
+    """The 2×3 affine from coordinates in the photo upscaled by ``scale`` back to the photo's:
+    ``x = (x' + 0.5) / scale − 0.5`` (the inverse of :func:`upscaled_points`)."""
+    offset = 0.5 / scale - 0.5
+    return np.array([[1.0 / scale, 0.0, offset], [0.0, 1.0 / scale, offset]])
 
 
 def check_scale(scale: float) -> None:

@@ -9,27 +9,16 @@ is checked against ``max_output_pixels`` before any of it is allocated:
   shrink photos, so a photo that is itself larger than the limit is refused too.
 
 ``max_output_pixels=None`` lifts the limit. Sizes round as the background upscale does
-(``max(1, round(side * scale))``, :func:`dicsr.face.paste.upscaled_size`).
+(``max(1, round(side * scale))``, :func:`dicsr.image.upscaled_size`).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 
-from dicsr.errors import ImageTooLargeError, InvalidInputError
+from dicsr.errors import ImageTooLargeError
 
-__all__ = ["check_output_size", "checked_upscale", "default_output_scale", "output_pixels"]
-
-
-def checked_upscale(upscale: object) -> float:
-    """``upscale`` as a float, or :class:`InvalidInputError` unless it is a finite number > 0."""
-    if isinstance(upscale, bool) or not isinstance(upscale, numbers.Real):
-        raise InvalidInputError(f"upscale must be a number > 0, got {upscale!r}")
-    value = float(upscale)
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidInputError(f"upscale must be a finite number > 0, got {upscale!r}")
-    return value
+__all__ = ["check_output_size", "default_output_scale", "output_pixels"]
 
 
 def output_pixels(width: int, height: int, scale: float) -> float:

@@ -1,11 +1,12 @@
-"""Result types returned by :class:`dicsr.FaceSuperResolver`."""
+"""Result types returned by :meth:`dicsr.FaceSuperResolver.enhance`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from dicsr.image import ImageOutput
 
 __all__ = ["EnhanceResult", "RestoredFace"]
 
@@ -37,7 +38,7 @@ class RestoredFace:
         step_images: each recurrent step's restored face (float32 HWC [0, 1]) when requested.
     """
 
-    image: Any
+    image: ImageOutput
     lr: np.ndarray
     affine: np.ndarray
     box: tuple[float, float, float, float] | None
@@ -62,7 +63,7 @@ class EnhanceResult:
         input_size: ``(width, height)`` of the input photo after EXIF orientation.
     """
 
-    image: Any
+    image: ImageOutput | None
     faces: tuple[RestoredFace, ...]
     upscale: float
     input_size: tuple[int, int]

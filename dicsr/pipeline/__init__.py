@@ -1,0 +1,48 @@
+"""The pipeline: :class:`FaceSuperResolver` composes a network adapter and a face detector into
+stages (decode -> detect -> select -> crop -> restore -> paste) and returns the result types.
+
+>>> from dicsr.pipeline import FaceSuperResolver, SelectionPolicy
+>>> sr = FaceSuperResolver.from_pretrained("dic-celeba", device="cpu",      # doctest: +SKIP
+...                                        selection=SelectionPolicy(max_faces=4))
+>>> result = sr.enhance("group.jpg")                                        # doctest: +SKIP
+
+``enhance`` is ``finish(restore([prepare(image)])[0])``: :meth:`FaceSuperResolver.prepare` (no
+network), :meth:`FaceSuperResolver.restore` (faces of any number of photos through the network) and
+:meth:`FaceSuperResolver.finish` (the result). The modules are private; the names below are the
+public ones.
+"""
+
+from __future__ import annotations
+
+from dicsr.image import BackgroundUpsampler
+from dicsr.pipeline._detector import DetectorSpec
+from dicsr.pipeline._options import DEFAULT_MAX_OUTPUT_PIXELS, PipelineOptions, SelectionPolicy
+from dicsr.pipeline._resolver import FaceSuperResolver
+from dicsr.pipeline._results import EnhanceResult, RestoredFace
+from dicsr.pipeline._stages import (
+    NetworkFace,
+    PreparedFace,
+    PreparedPhoto,
+    RestoredPhoto,
+    StageCallback,
+    StageEvent,
+    StageName,
+)
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_PIXELS",
+    "BackgroundUpsampler",
+    "DetectorSpec",
+    "EnhanceResult",
+    "FaceSuperResolver",
+    "NetworkFace",
+    "PipelineOptions",
+    "PreparedFace",
+    "PreparedPhoto",
+    "RestoredFace",
+    "RestoredPhoto",
+    "SelectionPolicy",
+    "StageCallback",
+    "StageEvent",
+    "StageName",
+]
