@@ -14,7 +14,7 @@ from dicsr.errors import ModelNotFoundError
 from dicsr.loading import get_model_entry, list_models
 from dicsr.loading.card import render_model_card, write_zoo_cards
 from dicsr.loading.presets import arch_presets, preset_spec
-from dicsr.loading.registry import PLACEHOLDER_REVISION
+from dicsr.loading.registry import GITHUB_RELEASE, GOOGLE_DRIVE, PLACEHOLDER_REVISION
 
 WEIGHTS_DIR = REPO_ROOT / "weights"
 NAMES = [
@@ -54,13 +54,28 @@ def test_entry_is_consistent_with_its_preset(name: str) -> None:
 
 def test_licences_and_sources_follow_the_specs() -> None:
     for entry in list_models():
+        assert entry.origin is not None
         if entry.arch == "sparnet":
             assert entry.license == "CC BY-NC-SA 4.0"
+            assert entry.license_notice is not None and "non-commercial" in entry.license_notice
             assert entry.official_source == "https://github.com/chaofengc/Face-SPARNet/releases/tag/v0.1.0"
+            assert entry.origin.kind == GITHUB_RELEASE
+            assets = "https://github.com/chaofengc/Face-SPARNet/releases/download/v0.1.0"
+            assert entry.origin.url == f"{assets}/{entry.official_filename}"
         else:
-            assert entry.license == "see official repository"
+            assert entry.license == "MIT (Copyright (c) 2021 Cheng Ma)"
+            assert "license: mit" in render_model_card(entry.model_config())
             assert "drive.google.com" in entry.official_source
             assert any("Maclory/Deep-Iterative-Collaboration" in m for m in entry.official_mirrors)
+            assert entry.origin.kind == GOOGLE_DRIVE
+            assert entry.origin.url.endswith("/folders/1Q1T1smMDRMO1NcjkxbZvotOX93YIVp5e")
+            assert entry.origin.path == f"models/{entry.official_filename}"
+
+
+def test_the_published_sparnet_fingerprint_is_recorded() -> None:
+    fingerprint = get_model_entry("sparnet").official_fingerprint
+    assert fingerprint.git_blob_sha1 == "d915f8a8f1c3c3423d6f3036bdf5e96caf2dc066"
+    assert all(not e.official_fingerprint.known for e in list_models() if e.name != "sparnet")
 
 
 def test_lookup_forgives_case_and_underscores_and_suggests() -> None:

@@ -16,7 +16,7 @@ from dicsr.config import ModelConfig
 __all__ = ["ConversionRecord", "render_model_card", "write_zoo_cards"]
 
 # Hub licence identifiers (the card's YAML header); anything unknown is "other" + the text.
-_HUB_LICENSES = {"CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0"}
+_HUB_LICENSES = {"CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0", "MIT (Copyright (c) 2021 Cheng Ma)": "mit"}
 
 _CROPS = {
     "dic_square": "axis-aligned square around the 68 landmarks, enlarged 1.3x, resized to the input size "

@@ -3,24 +3,37 @@
 Each entry says what the weights are (architecture, preset, sizes, crop, training data, licence),
 where dicsr downloads them (a Hugging Face Hub repository at a pinned revision, with the sha256 of
 ``model.safetensors`` once published) and where the official checkpoint they were converted from
-comes from, so a user can always rebuild them with ``dicsr convert``.
+comes from (:class:`Origin`, with whatever :class:`~dicsr.weights._fingerprint.Fingerprint` of
+that file is published), so dicsr can fetch and convert it itself and a user can always rebuild
+them with ``dicsr convert``.
 
 Publication status: the converted weights are not published yet. Every entry points at the
 placeholder repository ``dicsr/<name>`` at tag ``v1`` with ``sha256=None``; publishing (see
 docs/model-zoo.md) means uploading the folder, tagging the commit ``v1``, then replacing the tag
 with the 40-hex commit and filling ``sha256``/``size`` here. Until then a download of a registry
-name fails with :class:`~dicsr.errors.WeightsUnavailableError` explaining how to convert locally.
+name is fetched from a mirror or the official origin and converted into the dicsr cache
+(``dicsr.weights._origins``).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dicsr.config import ModelConfig
 from dicsr.errors import ModelNotFoundError
+from dicsr.weights._fingerprint import Fingerprint
 
-__all__ = ["HUB_ORGANISATION", "PLACEHOLDER_REVISION", "ModelEntry", "get_model_entry", "list_models"]
+__all__ = [
+    "GITHUB_RELEASE",
+    "GOOGLE_DRIVE",
+    "HUB_ORGANISATION",
+    "PLACEHOLDER_REVISION",
+    "ModelEntry",
+    "Origin",
+    "get_model_entry",
+    "list_models",
+]
 
 #: Hub organisation the converted weights are published under (placeholder until publication).
 HUB_ORGANISATION = "dicsr"
@@ -31,12 +44,45 @@ _DIC_REPOSITORY = "https://github.com/Maclory/Deep-Iterative-Collaboration"
 # dic.md §4: the README's Google Drive / Baidu folders ("models"); file names are not in the README.
 _DIC_DRIVE = "https://drive.google.com/open?id=1Q1T1smMDRMO1NcjkxbZvotOX93YIVp5e"
 _DIC_MIRRORS = ("https://pan.baidu.com/s/14zJ_lY8iFmk3csHYZmut7Q (extraction code 6qhx)", _DIC_REPOSITORY)
-# The repository has a LICENSE file whose terms the spec does not record (dic.md, header).
-_DIC_LICENSE = "see official repository"
+# The repository's LICENSE file: the MIT licence, "Copyright (c) 2021 Cheng Ma".
+_DIC_LICENSE = "MIT (Copyright (c) 2021 Cheng Ma)"
+# The README's Drive link is this shared folder; the checkpoints sit in its "models" sub-folder.
+_DIC_DRIVE_FOLDER = "https://drive.google.com/drive/folders/1Q1T1smMDRMO1NcjkxbZvotOX93YIVp5e"
 # sparnet.md §1: GitHub release v0.1.0 (since July 2023) and BaiduNetDisk; licence CC BY-NC-SA 4.0.
 _SPARNET_RELEASE = "https://github.com/chaofengc/Face-SPARNet/releases/tag/v0.1.0"
+_SPARNET_ASSETS = "https://github.com/chaofengc/Face-SPARNet/releases/download/v0.1.0"
 _SPARNET_MIRRORS = ("https://pan.baidu.com/s/1zYimaAnIgMIKBf9KANpxog (extraction code 2nax)",)
 _SPARNET_LICENSE = "CC BY-NC-SA 4.0"
+_SPARNET_NOTICE = (
+    "SPARNet weights (chaofengc/Face-SPARNet) are licensed CC BY-NC-SA 4.0: non-commercial use only, "
+    "share-alike (https://creativecommons.org/licenses/by-nc-sa/4.0/)"
+)
+# Published fingerprints of official files, by file name (checked after every download). The one
+# known so far (issue 10): the git blob id of SPARNet-V16-S4-epoch20.pth.
+_OFFICIAL_FINGERPRINTS = {
+    "SPARNet-V16-S4-epoch20.pth": Fingerprint(git_blob_sha1="d915f8a8f1c3c3423d6f3036bdf5e96caf2dc066"),
+}
+
+#: :attr:`Origin.kind` of a GitHub release asset (plain HTTPS download, redirected to a CDN).
+GITHUB_RELEASE = "github-release"
+#: :attr:`Origin.kind` of a file in a shared Google Drive folder (fetched with gdown).
+GOOGLE_DRIVE = "google-drive"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the official checkpoint is published, as dicsr downloads it.
+
+    Attributes:
+        kind: :data:`GITHUB_RELEASE` (``url`` is the asset's download URL) or :data:`GOOGLE_DRIVE`
+            (``url`` is the shared folder, ``path`` the file's path inside it).
+        url: see ``kind``.
+        path: path of the file inside a Drive folder (``"models/DIC_CelebA.pth"``).
+    """
+
+    kind: str
+    url: str
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +107,11 @@ class ModelEntry:
         official_filename: the official checkpoint's file name (to pass to ``dicsr convert``).
         description: one-line summary.
         official_mirrors: other official download locations.
+        origin: where dicsr itself downloads the official checkpoint from.
+        official_fingerprint: what is published about the official checkpoint (checked after
+            every download of it).
+        license_notice: logged once when the weights are first downloaded (terms a user must
+            know before using them), or ``None``.
     """
 
     name: str
@@ -80,6 +131,9 @@ class ModelEntry:
     official_filename: str
     description: str
     official_mirrors: tuple[str, ...] = ()
+    origin: Origin | None = None
+    official_fingerprint: Fingerprint = field(default_factory=Fingerprint)
+    license_notice: str | None = None
 
     @property
     def hub_reference(self) -> str:
@@ -129,6 +183,8 @@ def _dic(*, name: str, filename: str, training_data: str, description: str) -> M
         official_filename=filename,
         description=description,
         official_mirrors=_DIC_MIRRORS,
+        origin=Origin(GOOGLE_DRIVE, _DIC_DRIVE_FOLDER, f"models/{filename}"),
+        official_fingerprint=_OFFICIAL_FINGERPRINTS.get(filename, Fingerprint()),
     )
 
 
@@ -153,6 +209,9 @@ def _sparnet(
         official_filename=filename,  # sparnet.md §1: the names test.sh loads
         description=description,
         official_mirrors=_SPARNET_MIRRORS,
+        origin=Origin(GITHUB_RELEASE, f"{_SPARNET_ASSETS}/{filename}"),
+        official_fingerprint=_OFFICIAL_FINGERPRINTS.get(filename, Fingerprint()),
+        license_notice=_SPARNET_NOTICE,
     )
 
 
