@@ -113,9 +113,9 @@ class FaceSuperResolver:
         max_pixels: decompression-bomb guard for inputs (``None``: no limit; Pillow's own limit
             still applies to files).
         max_output_pixels: cap on the restored photo when ``upscale`` is not given.
-        cache_dir, revision, offline, progress: how model weights are fetched, passed to
+        cache_dir, revision, offline, progress, mirror: how model weights are fetched, passed to
             :func:`dicsr.loading.load_model` (``cache_dir`` is the Hugging Face cache for model
-            weights; ``offline`` also applies to the detector weights).
+            weights; ``offline`` and ``mirror`` also apply to the detector weights).
 
     Options are fixed at construction (read them back through the read-only properties); build
     another resolver for other options. One resolver may be shared by several threads.
@@ -143,6 +143,7 @@ class FaceSuperResolver:
         revision: str | None = None,
         offline: bool | None = None,
         progress: bool = True,
+        mirror: str | None = None,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise InvalidInputError(f"score_threshold must be in [0, 1], got {score_threshold}")
@@ -161,7 +162,7 @@ class FaceSuperResolver:
             from dicsr.loading import load_model
 
             adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline,
-                                 progress=progress)
+                                 progress=progress, mirror=mirror)
         self._adapter = adapter.to(device_, dtype_, channels_last=channels_last)
 
         self._detector_name = detector
@@ -177,6 +178,7 @@ class FaceSuperResolver:
         self._max_pixels = max_pixels
         self._max_output_pixels = max_output_pixels
         self._offline = offline
+        self._mirror = mirror
         self._detector: Any = None
         # Guards the lazy construction only; FaceDetector serialises its own calls (facexlib keeps
         # per-call scale factors on the module) and the network adapter holds no per-call state.
@@ -282,7 +284,7 @@ class FaceSuperResolver:
                 from dicsr.loading import resolve_detector_weights
 
                 weights = resolve_detector_weights(
-                    self._detector_name, self._detector_weights, offline=self._offline
+                    self._detector_name, self._detector_weights, offline=self._offline, mirror=self._mirror
                 )
                 self._detector = FaceDetector(
                     weights, network=self._detector_name, device=self.device,

@@ -3,7 +3,7 @@
 >>> from dicsr.loading import load_model, list_models
 >>> [entry.name for entry in list_models()][:2]
 ['dic-celeba', 'dicgan-celeba']
->>> adapter = load_model("dic-celeba")                     # doctest: +SKIP
+>>> adapter = load_model("dic-celeba")   # fetched, converted and cached once  doctest: +SKIP
 >>> adapter = load_model("./converted/dic-celeba")         # a model folder   doctest: +SKIP
 
 huggingface_hub and safetensors are imported only when a download or a file read needs them.
@@ -19,10 +19,10 @@ from dicsr.loading.checkpoint import (
 )
 from dicsr.loading.convert import convert_checkpoint, convert_official_checkpoint
 from dicsr.loading.detector_weights import DETECTOR_WEIGHTS, detector_cache_dir, resolve_detector_weights
-from dicsr.loading.download import HubReference, download_model, is_cached
+from dicsr.loading.download import HubReference
 from dicsr.loading.model_folder import load_model_folder, save_model_folder
 from dicsr.loading.registry import ModelEntry, get_model_entry, list_models
-from dicsr.loading.resolve import load_model
+from dicsr.loading.resolve import download_model, is_cached, load_model
 
 __all__ = [
     "DETECTOR_WEIGHTS",
