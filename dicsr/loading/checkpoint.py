@@ -26,6 +26,7 @@ from torch import nn
 
 from dicsr.errors import (
     ArchitectureMismatchError,
+    CheckpointError,
     CorruptCheckpointError,
     ModelNotFoundError,
     UnknownArchitectureError,
@@ -425,7 +426,30 @@ def load_state_dict_strictly(
 
     Raises:
         ArchitectureMismatchError: missing, unexpected or mis-shaped keys.
+        CheckpointError: a tensor the network keeps in floating point is stored as integers or
+            booleans, or holds NaN/infinite values.
     """
-    expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    reference = network.state_dict()
+    expected = {k: tuple(v.shape) for k, v in reference.items()}
     check_state_dict(expected, state_dict, what=what)
+    check_tensor_values(reference, state_dict, what=what)
     network.load_state_dict(state_dict, strict=True)
+
+
+def check_tensor_values(
+    reference: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], *, what: str
+) -> None:
+    """Refuse weights that would load but compute garbage, naming the first offending tensor.
+
+    ``load_state_dict`` casts silently: int64 weights (truncated values) or NaN/inf weights load and
+    give NaN faces. A tensor must be floating point wherever the network's is (integer counters
+    such as BatchNorm's ``num_batches_tracked`` stay integers), and finite.
+    """
+    for key, tensor in state_dict.items():
+        if reference[key].is_floating_point() and not tensor.is_floating_point():
+            raise CheckpointError(
+                f"{what}: tensor {key!r} is stored as {tensor.dtype}, expected floating point "
+                "(the file was not saved from this network's weights)"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{what}: tensor {key!r} holds NaN or infinite values")
