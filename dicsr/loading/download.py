@@ -12,9 +12,11 @@ resume). On top of it, dicsr:
   mismatching file from the cache before raising :class:`~dicsr.errors.IntegrityError`;
 * turns every hub, HTTP and network exception into a typed dicsr error whose message says how to
   get the weights by hand - no raw HTTP-library traceback reaches the user;
-* fails fast when the hub cannot be reached: a file that is not cached is first asked for with one
-  HEAD request (:data:`HUB_PROBE_TIMEOUT_SECONDS`, no retry), because ``hf_hub_download`` itself
-  retries a failed request five times with 1-8 s back-off (~23 s) when it has no cached copy.
+* fails fast when the hub cannot be reached: for a file that is not cached, one HEAD request with
+  a short connect timeout (``dicsr.weights._http``, no retry) must get an answer first, because
+  ``hf_hub_download`` itself retries a failed request five times with 1-8 s back-off (~23 s)
+  when it has no cached copy (and huggingface_hub 2.4 also fetches an "agent harnesses" registry
+  with a 3 s timeout before its first request).
 
 This is source 1 of a zoo name's source chain (``dicsr.weights._origins``); ``hf-hub:``
 references use it alone.
@@ -43,7 +45,6 @@ from dicsr.loading.model_folder import CONFIG_FILENAME
 from dicsr.loading.registry import ModelEntry, get_model_entry
 
 __all__ = [
-    "HUB_PROBE_TIMEOUT_SECONDS",
     "HubReference",
     "download_from_hub",
     "is_in_hub_cache",
@@ -55,8 +56,6 @@ logger = logging.getLogger(__name__)
 HUB_PREFIX = "hf-hub:"
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _TRUE = {"1", "true", "yes", "on"}
-#: Seconds for the one metadata request that decides whether the hub is reachable (no retry).
-HUB_PROBE_TIMEOUT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -270,22 +269,20 @@ class _Fetcher:
 
     def _probe(self, filename: str, revision: str) -> None:
         """One HEAD without retries for a file that is not cached yet (see the module docstring)."""
-        from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub import hf_hub_url, try_to_load_from_cache
+
+        from dicsr.weights._http import unreachable_reason
 
         if isinstance(try_to_load_from_cache(self.target.repo_id, filename, self.cache_dir, revision), str):
             return  # cached: hf_hub_download falls back to it without retrying
-        url = hf_hub_url(self.target.repo_id, filename, revision=revision, endpoint=self.endpoint)
-        try:
-            get_hf_file_metadata(url, timeout=HUB_PROBE_TIMEOUT_SECONDS, retry_on_errors=False)
-        except Exception as exc:
-            answered = isinstance(exc, HfHubHTTPError)  # 404, 5xx...: mapped like hf_hub_download's
-            if answered or not isinstance(exc, (*_transport_errors(), ConnectionError, TimeoutError)):
-                raise
+        problem = unreachable_reason(hf_hub_url(self.target.repo_id, filename, revision=revision,
+                                                endpoint=self.endpoint))
+        if problem is not None:
             where = f"{self.target.label} ({self.target.repo_id}, revision {revision}, file {filename})"
-            reason = f"the hub could not be reached ({type(exc).__name__}: {_first_line(exc)})"
             how = f" To get the weights another way: {self.target.how_to_obtain()}."
-            raise WeightsUnavailableError(f"{where}: {reason}.{how if self.manual_route else ''}") from None
+            raise WeightsUnavailableError(
+                f"{where}: the hub could not be reached ({problem}).{how if self.manual_route else ''}"
+            )
 
 
 def _silent_progress_class() -> type:

@@ -34,6 +34,7 @@ __all__ = [
     "download_file",
     "partial_path",
     "request_failure_reason",
+    "unreachable_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,28 @@ def download_file(url: str, dest: Path, *, progress: bool = True) -> DownloadedF
             os.replace(part, dest)
             return DownloadedFile(path=dest, size=size, url=final_url, resumed_from=resumed_from)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def unreachable_reason(url: str) -> str | None:
+    """One HEAD of ``url`` without redirects: ``None`` if the server answered (any status below
+    500 except 429), else a one-line reason (cannot connect, timed out, server error).
+
+    Lets a caller whose client would retry with back-off (huggingface_hub) skip an unreachable
+    server after one short attempt.
+    """
+    import requests
+
+    try:
+        response = requests.head(
+            url, timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS), allow_redirects=False,
+            headers={"User-Agent": f"dicsr/{__version__}"},
+        )
+    except requests.RequestException as exc:
+        return request_failure_reason(url, exc)
+    response.close()
+    if response.status_code >= 500 or response.status_code == 429:
+        return f"{urlsplit(url).netloc} answered HTTP {response.status_code} {response.reason or ''}".strip()
+    return None
 
 
 class _Interrupted(Exception):

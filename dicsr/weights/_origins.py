@@ -42,7 +42,6 @@ from dicsr.errors import (
 )
 from dicsr.loading.download import (
     HUB_PREFIX,
-    HUB_PROBE_TIMEOUT_SECONDS,
     download_from_hub,
     is_in_hub_cache,
     offline_requested,
@@ -160,12 +159,14 @@ def official_sources(entry: ModelEntry, mirror: str | None = None) -> list[Model
 
 
 def worst_case_connect_seconds(entry: ModelEntry, mirror: str | None = None) -> float:
-    """Upper bound of the time spent waiting for connections when no source answers.
+    """Time spent waiting for connections when no source answers (one address per host).
 
-    One connection attempt per source, none retried: the hub's probe, then one GET per mirror or
-    GitHub source; Google Drive lists the folder first and downloads only after an answer.
+    One connection attempt per source, none retried, each bounded by the connect timeout: the
+    hub's probe, then one GET per mirror or GitHub source; Google Drive lists the folder first and
+    downloads only after an answer. (Name resolution is the operating system's and not bounded
+    here; a host with several addresses is tried once per address.)
     """
-    return HUB_PROBE_TIMEOUT_SECONDS + CONNECT_TIMEOUT_SECONDS * len(official_sources(entry, mirror))
+    return CONNECT_TIMEOUT_SECONDS * (1 + len(official_sources(entry, mirror)))
 
 
 # --- the chain ---------------------------------------------------------------------------------------
