@@ -32,14 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dicsr`` console script; returns the process exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose >= 2 else logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if args.verbose < 2:
-        # The hub client logs every connection retry as a warning; dicsr reports the outcome itself
-        # (a WeightsUnavailableError that says how to get the weights), so keep its chatter for -vv.
-        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    _configure_logging(args.verbose)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
         return 2
@@ -51,6 +44,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dicsr: interrupted", file=sys.stderr)
         return 130
+
+
+# -- logging -----------------------------------------------------------------------------------------
+
+
+def _configure_logging(verbose: int) -> None:
+    """One stderr handler for everything; -v shows dicsr's info, -vv debug and the hub's chatter."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    # huggingface_hub configures its logger when it is first imported (utils/logging.py): it adds
+    # its own stderr handler and sets the level to WARNING. dicsr imports it lazily, i.e. after
+    # this function ran, so a level set here was overwritten (its retry warnings showed anyway)
+    # and every record printed twice (its handler, then ours via propagation). Import it now,
+    # drop its handler, and keep its per-request warnings for -vv: dicsr reports the outcome.
+    import huggingface_hub.utils.logging  # noqa: F401  (runs that configuration now)
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    for handler in list(hub_logger.handlers):
+        hub_logger.removeHandler(handler)
+    hub_logger.setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -88,7 +103,9 @@ def _build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--ext", default=None, help="output format, e.g. png (default: keep the input's)")
     enhance.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip)")
     enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
-    enhance.add_argument("--offline", action="store_true", help="never touch the network")
+    enhance.add_argument("--offline", action="store_true", help="never touch the network (use the caches)")
+    enhance.add_argument("--mirror", default=None, metavar="URL",
+                         help="base URL serving the official weights files by name (default $DICSR_MIRROR)")
     enhance.set_defaults(handler=_cmd_enhance)
 
     models = sub.add_parser("models", help="list the model zoo and what is cached")
@@ -101,6 +118,9 @@ def _build_parser() -> argparse.ArgumentParser:
     download.add_argument("--detector", action="append", default=[], choices=["mobile0.25", "resnet50"],
                           help="also fetch these RetinaFace weights into the dicsr cache (repeatable)")
     download.add_argument("--no-progress", action="store_true")
+    download.add_argument("--offline", action="store_true", help="only check the caches")
+    download.add_argument("--mirror", default=None, metavar="URL",
+                          help="base URL serving the official weights files by name (default $DICSR_MIRROR)")
     download.set_defaults(handler=_cmd_download)
 
     convert = sub.add_parser("convert", help="convert an official checkpoint to a model folder")
@@ -136,7 +156,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
         only_center_face=args.only_center_face, max_faces=args.max_faces, detector=args.detector,
         detector_weights=args.detector_weights, score_threshold=args.score_threshold,
         batch_size=args.batch_size, offline=True if args.offline else None, progress=not args.no_progress,
-        **_max_pixels_option(args.max_pixels),
+        mirror=args.mirror, **_max_pixels_option(args.max_pixels),
     )
     summary = _Summary()
     for source, relative in _progress(inputs, enabled=not args.no_progress):
@@ -269,35 +289,65 @@ def _progress(items: list[tuple[Path, Path]], *, enabled: bool) -> Any:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from dicsr.loading import is_cached, list_models
+    from dicsr.loading import list_models
+    from dicsr.weights._origins import cache_status
 
-    rows = [(entry, is_cached(entry.name)) for entry in list_models()]
+    rows = [(entry, cache_status(entry)) for entry in list_models()]
     if args.json:
         print(json.dumps([{"name": e.name, "arch": e.arch, "preset": e.preset, "hub_repo": e.hub_repo,
                            "revision": e.revision, "lr_size": e.lr_size, "hr_size": e.hr_size,
-                           "crop": e.crop, "license": e.license, "cached": cached} for e, cached in rows],
+                           "crop": e.crop, "license": e.license, "cached": status is not None,
+                           "cache": status} for e, status in rows],
                          indent=2))
         return 0
-    print(f"{'name':<15} {'arch':<8} {'in->out':<10} {'crop':<15} {'cached':<7} licence")
-    for entry, cached in rows:
+    print(f"{'name':<15} {'arch':<8} {'in->out':<10} {'crop':<15} {'cached':<33} licence")
+    for entry, status in rows:
         size = f"{entry.lr_size}->{entry.hr_size}"
         print(f"{entry.name:<15} {entry.arch:<8} {size:<10} {entry.crop:<15} "
-              f"{'yes' if cached else 'no':<7} {entry.license}")
+              f"{status or 'no':<33} {entry.license}")
     return 0
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from dicsr.errors import InvalidInputError
-    from dicsr.loading import download_model, resolve_detector_weights
+    from dicsr.loading import get_model_entry, resolve_detector_weights
+    from dicsr.weights._origins import obtain_model
 
     if not args.names and not args.detector:
         raise InvalidInputError("nothing to download: name a model (see `dicsr models`) or --detector")
+    offline = True if args.offline else None
     for network in args.detector:
-        print(f"detector {network}: {resolve_detector_weights(network)}")
+        path = resolve_detector_weights(network, offline=offline, mirror=args.mirror)
+        print(f"detector {network}: {path}")
     for name in args.names:
-        folder = download_model(name, revision=args.revision, progress=not args.no_progress)
-        print(f"{name}: {folder}")
+        entry = get_model_entry(name)
+        got = obtain_model(entry, revision=args.revision, offline=offline, progress=not args.no_progress,
+                           mirror=args.mirror)
+        if got.downloaded_bytes is not None:
+            what = f"{got.downloaded_bytes:,} bytes ({entry.official_filename}), converted"
+        elif got.source == "hub":
+            what = f"{(got.folder / entry.filename).stat().st_size:,} bytes ({entry.filename})"
+        else:
+            what = "already cached, nothing downloaded"
+        print(f"{entry.name}:")
+        print(f"  source:      {got.source_label}")
+        print(f"  bytes:       {what}")
+        print(f"  fingerprint: {_fingerprint_line(got)}")
+        print(f"  cache:       {got.folder}")
     return 0
+
+
+def _fingerprint_line(got: Any) -> str:
+    """What was checked, for `dicsr download`."""
+    record = got.cache_record
+    if got.source == "cache" and record is not None:
+        return f"{got.fingerprint} verified"
+    if record is not None and record.fingerprint_checked == "no fingerprint published":
+        return (f"none published for {record.official_filename}; its sha256 {record.official_sha256} "
+                f"is recorded in the cache")
+    if record is not None:
+        return f"{record.fingerprint_checked} verified"
+    return got.fingerprint
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
