@@ -341,12 +341,12 @@ def _fingerprint_line(got: Any) -> str:
     """What was checked, for `dicsr download`."""
     record = got.cache_record
     if got.source == "cache" and record is not None:
-        return f"{got.fingerprint} verified"
+        return f"verified: {got.fingerprint}"
     if record is not None and record.fingerprint_checked == "no fingerprint published":
         return (f"none published for {record.official_filename}; its sha256 {record.official_sha256} "
                 f"is recorded in the cache")
     if record is not None:
-        return f"{record.fingerprint_checked} verified"
+        return f"verified: {record.fingerprint_checked}"
     return got.fingerprint
 
 

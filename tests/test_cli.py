@@ -150,7 +150,8 @@ def test_no_inputs_and_no_command(capsys, tmp_path: Path) -> None:
 
 
 def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "DICSR_CACHE_DIR": str(tmp_path)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path),
+           "DICSR_CACHE_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "dicsr", "download", "sparnet"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert done.returncode == 1

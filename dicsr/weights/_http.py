@@ -46,7 +46,8 @@ READ_TIMEOUT_SECONDS = 15.0
 #: Resumes after a transfer broke mid-body (each needs progress since the last one).
 MAX_RESUMES = 2
 
-_CHUNK = 1 << 20
+# Small enough that a transfer cut short keeps nearly all it received (a partial chunk is lost).
+_CHUNK = 1 << 16
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 

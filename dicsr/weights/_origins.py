@@ -75,8 +75,6 @@ logger = logging.getLogger(__name__)
 #: Environment variable naming a mirror of the official files.
 MIRROR_ENV = "DICSR_MIRROR"
 HUB, MIRROR, CACHE = "hub", "mirror", "cache"
-_KIND_LABELS = {GITHUB_RELEASE: "GitHub release", GOOGLE_DRIVE: "Google Drive"}
-_notices_logged: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -273,7 +271,7 @@ def _cache_hit(entry: ModelEntry, cached: CachedModel) -> ObtainedModel:
         name=entry.name, folder=cached.folder, source=CACHE,
         source_label=f"dicsr cache (converted from {cached.record.source_label})", url=cached.record.url,
         downloaded_bytes=None,
-        fingerprint=f"model.safetensors sha256 {cached.record.files['model.safetensors']} (recorded)",
+        fingerprint=f"model.safetensors sha256 {cached.record.files['model.safetensors']} matches its record",
         cache_record=cached.record,
     )
 
@@ -292,7 +290,7 @@ def _from_network(
     except DicsrError as exc:
         attempts.append(SourceAttempt(HUB, hub_label, _hub_reason(exc)))
     else:
-        _log_notice_once(entry)
+        _log_licence_notice(entry)
         return ObtainedModel(
             name=entry.name, folder=folder, source=HUB, source_label=hub_label,
             url=f"{HUB_PREFIX}{entry.hub_repo}@{entry.revision}", downloaded_bytes=None,
@@ -308,7 +306,7 @@ def _from_network(
             for earlier in attempts:
                 if earlier.bad_bytes:
                     logger.warning("%s: %s sent bad bytes: %s", entry.name, earlier.label, earlier.reason)
-            _log_notice_once(entry)
+            _log_licence_notice(entry)
             return dataclasses.replace(obtained, attempts=tuple(attempts[:-1]))
         logger.debug("%s: %s: %s", entry.name, source.label, attempt.reason)
     raise _chain_failure(entry, attempts, mirror) from None
@@ -420,6 +418,8 @@ def _fetch_from_drive(entry: ModelEntry, target: Path, *, progress: bool) -> Non
 def _accepted(function: Callable[..., Any], **options: Any) -> dict[str, Any]:
     """The options ``function`` accepts (gdown's keyword arguments differ between majors)."""
     parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
     return {key: value for key, value in options.items() if key in parameters}
 
 
@@ -465,9 +465,9 @@ def _offline_message(entry: ModelEntry, cache: ModelCache) -> str:
     )
 
 
-def _log_notice_once(entry: ModelEntry) -> None:
-    if entry.license_notice and entry.name not in _notices_logged:
-        _notices_logged.add(entry.name)
+def _log_licence_notice(entry: ModelEntry) -> None:
+    """On a download (never on a cache hit): once per model, since later loads use the cache."""
+    if entry.license_notice:
         logger.warning("%s: %s", entry.name, entry.license_notice)
 
 
