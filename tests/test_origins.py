@@ -33,7 +33,7 @@ from dicsr.loading import ModelEntry, get_model_entry, load_model, load_model_fo
 from dicsr.loading.registry import GITHUB_RELEASE, Origin
 from dicsr.weights._cache import RECORD_FILENAME, ModelCache
 from dicsr.weights._fingerprint import Fingerprint, git_blob_sha1
-from dicsr.weights._http import CONNECT_TIMEOUT_SECONDS
+from dicsr.weights._http import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from dicsr.weights._origins import worst_case_connect_seconds
 
 pytestmark = pytest.mark.shared
@@ -322,7 +322,8 @@ def test_google_drive_folder_is_listed_then_the_one_file_fetched(
     assert _same_weights(adapter.network, load_model(dic_model_dir).network)
     (listing, listed), (fetch, fetched) = drive.calls
     assert listing == "download_folder" and listed["id"] == "1Q1T1smMDRMO1NcjkxbZvotOX93YIVp5e"
-    assert listed["skip_download"] is True and listed["timeout"] == (3.0, 15.0)
+    assert listed["skip_download"] is True
+    assert listed["timeout"] == (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
     assert fetch == "download" and fetched["id"] == "id-1"  # the file at models/DIC_CelebA.pth
     record = ModelCache(isolated).read_record("dic-celeba")
     assert record is not None and record.source == "google-drive"
@@ -421,6 +422,16 @@ def test_offline_uses_the_caches_only(servers: OriginServer, monkeypatch: pytest
     assert "downloads are off" in message and "dicsr download dic-celeba" in message
     assert "dicsr convert DIC_CelebA.pth" in message
     assert servers.requests == []
+
+
+def test_an_unusable_cache_folder_is_a_typed_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "cache-is-a-file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("DICSR_CACHE_DIR", str(not_a_folder))
+    with pytest.raises(WeightsUnavailableError) as caught:
+        load_model("dic-celeba", progress=False)
+    assert f"cannot write the dicsr cache {not_a_folder}" in str(caught.value)
+    assert "DICSR_CACHE_DIR" in str(caught.value)
 
 
 # --- nothing reachable --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dicsr._files import atomic_write_text, sha256_of_file
-from dicsr.errors import IntegrityError
+from dicsr.errors import IntegrityError, WeightsUnavailableError
 
 __all__ = [
     "RECORD_FILENAME",
@@ -157,16 +157,26 @@ class ModelCache:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Hold the per-model lock (waits for another process building the same model)."""
+        """Hold the per-model lock (waits for another process building the same model).
+
+        Raises:
+            WeightsUnavailableError: the cache folder cannot be created or written.
+        """
         from filelock import FileLock, Timeout
 
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.models_dir / f".{name}.lock"))
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            logger.info("waiting for another process to finish fetching %s (lock %s)", name, lock.lock_file)
-            lock.acquire()
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.models_dir / f".{name}.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                logger.info("waiting for another process fetching %s (lock %s)", name, lock.lock_file)
+                lock.acquire()
+        except OSError as exc:
+            raise WeightsUnavailableError(
+                f"cannot write the dicsr cache {self.root} ({exc}); point DICSR_CACHE_DIR at a writable "
+                "folder"
+            ) from None
         try:
             yield
         finally:
