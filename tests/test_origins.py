@@ -539,3 +539,25 @@ def test_enhance_with_a_zoo_name_needs_no_other_step_then_works_offline(
                              check=False)
     assert offline.returncode == 0, offline.stderr
     assert (tmp_path / "out" / photo.name).is_file() and servers.requests == []
+
+
+@pytest.mark.parametrize(("verbosity", "expected"), [([], 0), (["-v"], 0), (["-vv"], 1)])
+def test_hub_chatter_shows_only_with_vv_and_never_twice(verbosity: list[str], expected: int) -> None:
+    # huggingface_hub is imported lazily, after the command configured logging (as in `dicsr
+    # download`); its retry warnings then go through its own handler and the root one.
+    script = textwrap.dedent(
+        f"""
+        import logging
+        from dicsr.cli import main
+        main({[*verbosity, "models", "--json"]!r})
+        from huggingface_hub.utils import _http
+        _http.logger.warning("Retrying in 1s [Retry 1/5].")
+        logging.getLogger("dicsr.weights").warning("a dicsr warning")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stderr.count("Retrying in 1s") == expected
+    assert done.stderr.count("a dicsr warning") == 1
