@@ -82,10 +82,12 @@ class CacheRecord:
     dicsr_version: str = ""
 
     def to_json(self) -> str:
+        """The ``dicsr-cache.json`` text."""
         return json.dumps({"format": _RECORD_FORMAT, **asdict(self)}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> CacheRecord:
+        """Parse ``dicsr-cache.json``; ``ValueError``/``TypeError`` if it is not one."""
         data = json.loads(text)
         if not isinstance(data, dict) or data.pop("format", None) != _RECORD_FORMAT:
             raise ValueError("unknown record format")
@@ -111,13 +113,16 @@ class ModelCache:
 
     @property
     def models_dir(self) -> Path:
+        """``<root>/models``: one converted folder per zoo name."""
         return self.root / "models"
 
     @property
     def downloads_dir(self) -> Path:
+        """``<root>/downloads``: official files while they download and until converted."""
         return self.root / "downloads"
 
     def folder(self, name: str) -> Path:
+        """The converted folder of zoo model ``name`` (which may not exist)."""
         return self.models_dir / name
 
     def has(self, name: str) -> bool:

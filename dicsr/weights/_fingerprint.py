@@ -58,9 +58,6 @@ class FileDigest:
     sha256: str
     git_blob_sha1: str
 
-    def as_fingerprint(self) -> Fingerprint:
-        return Fingerprint(size=self.size, sha256=self.sha256, git_blob_sha1=self.git_blob_sha1)
-
 
 def git_blob_sha1(data: bytes) -> str:
     """The git blob id of ``data``."""
