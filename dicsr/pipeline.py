@@ -110,9 +110,9 @@ class FaceSuperResolver:
         max_output_pixels: limit on the restored photo, checked before it is allocated: the
             default scale is lowered to fit; a photo that does not fit at an explicit ``upscale``
             (or at scale 1) raises :class:`~dicsr.errors.ImageTooLargeError`. ``None``: no limit.
-        cache_dir, revision, offline, progress: how model weights are fetched, passed to
+        cache_dir, revision, offline, progress, mirror: how model weights are fetched, passed to
             :func:`dicsr.weights.load_model` (``cache_dir`` is the Hugging Face cache for model
-            weights; ``offline`` also applies to the detector weights).
+            weights; ``offline`` and ``mirror`` also apply to the detector weights).
 
     Options are fixed at construction (read them back through the read-only properties); build
     another resolver for other options. One resolver may be shared by several threads.
@@ -140,6 +140,7 @@ class FaceSuperResolver:
         revision: str | None = None,
         offline: bool | None = None,
         progress: bool = True,
+        mirror: str | None = None,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise InvalidInputError(f"score_threshold must be in [0, 1], got {score_threshold}")
@@ -158,7 +159,7 @@ class FaceSuperResolver:
             from dicsr.weights import load_model
 
             adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline,
-                                 progress=progress)
+                                 progress=progress, mirror=mirror)
         self._adapter = adapter.to(device_, dtype_, channels_last=channels_last)
         self._family: Family = get_family(self.config.arch)
 
@@ -175,6 +176,7 @@ class FaceSuperResolver:
         self._max_pixels = max_pixels
         self._max_output_pixels = max_output_pixels
         self._offline = offline
+        self._mirror = mirror
         self._detector: Any = None
         # Guards the lazy construction only; FaceDetector serialises its own calls (facexlib keeps
         # per-call scale factors on the module) and the network adapter holds no per-call state.
@@ -293,7 +295,7 @@ class FaceSuperResolver:
                 from dicsr.weights import resolve_detector_weights
 
                 weights = resolve_detector_weights(
-                    self._detector_name, self._detector_weights, offline=self._offline
+                    self._detector_name, self._detector_weights, offline=self._offline, mirror=self._mirror
                 )
                 self._detector = FaceDetector(
                     weights, network=self._detector_name, device=self.device,

@@ -37,8 +37,12 @@ __all__ = ["add_enhance_parser"]
 logger = logging.getLogger("dicsr.cli")
 
 
-def add_enhance_parser(sub: Any) -> None:
-    """Add the ``enhance`` sub-command to the ``dicsr`` parser's sub-parsers."""
+def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``enhance`` sub-command to the ``dicsr`` parser's sub-parsers and return it.
+
+    Where the weights come from (``--offline``, ``--mirror``) is added by ``dicsr.cli``, which shares
+    those options with ``download``.
+    """
     enhance = sub.add_parser("enhance", help="restore the faces in photos")
     enhance.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     enhance.add_argument("-o", "--output", required=True, type=Path, help="output folder")
@@ -74,8 +78,8 @@ def add_enhance_parser(sub: Any) -> None:
                          help="let -o be (inside) an input folder; dicsr's outputs there are never read as "
                               "inputs and no input is ever replaced")
     enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
-    enhance.add_argument("--offline", action="store_true", help="never touch the network")
     enhance.set_defaults(handler=run_enhance)
+    return enhance
 
 
 def run_enhance(args: argparse.Namespace) -> int:
@@ -191,7 +195,8 @@ def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
             upscale=args.upscale, only_center_face=args.only_center_face, max_faces=args.max_faces,
             detector=args.detector, detector_weights=args.detector_weights,
             score_threshold=args.score_threshold, batch_size=args.batch_size,
-            offline=True if args.offline else None, progress=not args.no_progress, **limits,
+            offline=True if args.offline else None, mirror=args.mirror, progress=not args.no_progress,
+            **limits,
         )
     except DicsrError:
         raise
