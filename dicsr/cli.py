@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dicsr: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # never a traceback (unless -vv): one line, the error's own words
-        print(f"dicsr: error: {_one_line(exc)}", file=sys.stderr)
+    except Exception as exc:  # never a traceback (unless -vv): the error once, in its own words
+        print(f"dicsr: error: {_error_message(exc)}", file=sys.stderr)
         if args.verbose >= 2:
             traceback.print_exc(file=sys.stderr)
         elif not isinstance(exc, DicsrError):
@@ -60,10 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    if isinstance(exc, DicsrError) and lines:
-        return lines[0]
+def _error_message(exc: BaseException) -> str:
+    """A dicsr error's message whole (one line, except where its lines are the point: the sources a
+    zoo name was tried from, one per line, then what to do); anything else's first line and type."""
+    text = str(exc).strip()
+    if isinstance(exc, DicsrError) and text:
+        return text
+    lines = text.splitlines()
     name = "out of memory (MemoryError)" if isinstance(exc, MemoryError) else type(exc).__name__
     return f"{name}: {lines[0]}" if lines else name
 

@@ -478,6 +478,31 @@ def test_detector_weights_come_from_the_mirror(
     assert servers.count("objects", contains=detector_weights.name) == 1
 
 
+def test_cli_prints_every_source_tried_and_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], dic_bytes: bytes, tmp_path: Path,
+) -> None:
+    """The chain's error is one error of several lines; the command prints all of them, once."""
+    import gdown
+
+    from dicsr.cli import main
+
+    refusal = gdown.exceptions.FileURLRetrievalError("Too many users have viewed or downloaded this file.")
+    _install(monkeypatch, FakeDrive({f"models/{DIC_FILE}": dic_bytes}, refuse=refusal))
+    mirror = _closed_port_url()
+    photo = shared_path("faces", "face_recognition", "examples", "obama-240p.jpg")
+    code = main(["enhance", str(photo), "-o", str(tmp_path / "out"), "--model", "dic-celeba",
+                 "--mirror", mirror, "--no-progress"])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert (code, captured.out) == (1, "") and "Traceback" not in captured.err
+    assert lines[0] == "dicsr: error: dic-celeba: no source could deliver the weights. Tried, in order:"
+    assert lines[1].startswith("  - Hugging Face Hub dicsr/dic-celeba@v1: ")
+    assert lines[2].startswith(f"  - mirror {mirror}/{DIC_FILE}: cannot connect")
+    assert lines[3].startswith("  - Google Drive folder ") and "download quota exceeded" in lines[3]
+    assert len(lines) == 5 and lines[4].startswith("To get them by hand:") and "dicsr convert" in lines[4]
+    assert not (tmp_path / "out").exists()  # a run that stops before its first photo leaves nothing
+
+
 def test_cli_download_and_models_say_where_weights_came_from(
     servers: OriginServer, capsys: pytest.CaptureFixture[str], dic_bytes: bytes, isolated: Path,
     no_drive: None,
