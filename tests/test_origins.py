@@ -466,6 +466,25 @@ def test_nothing_reachable_fails_fast_and_lists_every_source(
     assert _left_in(isolated) == []
 
 
+def test_a_dead_proxy_is_named_for_every_source(monkeypatch: pytest.MonkeyPatch, isolated: Path) -> None:
+    # Behind a company proxy that is down, every source fails the same way: the reason says so.
+    proxy = _closed_port_url()
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(variable, proxy)
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
+    entry = dataclasses.replace(
+        get_model_entry("sparnet"), origin=Origin(GITHUB_RELEASE, f"http://github.invalid/{SPARNET_FILE}")
+    )
+    with pytest.raises(WeightsUnavailableError) as caught:
+        load_model(entry, progress=False, mirror="http://mirror.invalid")
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 5
+    for line, host in zip(lines[1:4], ("hub.invalid", "mirror.invalid", "github.invalid"), strict=True):
+        assert f"cannot connect to {host} through the proxy (Connection refused)" in line, line
+
+
 # --- detector weights and the command line -------------------------------------------------------------
 
 

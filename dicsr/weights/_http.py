@@ -39,9 +39,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Seconds to open a TCP(+TLS) connection: a reachable server answers in well under a second, and
-#: three silent sources (hub, mirror, origin) must still fail within 10 s all together.
-CONNECT_TIMEOUT_SECONDS = 2.5
+#: Seconds to open a TCP(+TLS) connection. A reachable server answers in well under a second; a lost
+#: SYN is sent again after 1 s and next after 3 s (Linux's initial retransmission timeout, doubling),
+#: so 2 s gets the one retry 3 s would. Three silent sources (hub, mirror, origin) then cost 6 s,
+#: which leaves the command's own start-up (importing torch: seconds on a busy machine) room
+#: within the 10 s a user waits for the error.
+CONNECT_TIMEOUT_SECONDS = 2.0
 #: Seconds without a byte before a transfer counts as stalled.
 READ_TIMEOUT_SECONDS = 10.0
 #: Resumes after a transfer broke mid-body (each needs progress since the last one).
@@ -213,6 +216,10 @@ def request_failure_reason(url: str, exc: Exception) -> str:
     import requests
 
     host = urlsplit(url).netloc or url
+    if isinstance(exc, requests.exceptions.ProxyError):  # $HTTPS_PROXY / $HTTP_PROXY is in the way
+        timed_out = "timed out" in str(exc)
+        cause = f"no answer within {CONNECT_TIMEOUT_SECONDS:g} s" if timed_out else _short_cause(exc)
+        return f"cannot connect to {host} through the proxy ({cause})"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return f"cannot connect to {host} (no answer within {CONNECT_TIMEOUT_SECONDS:g} s)"
     if isinstance(exc, requests.exceptions.ReadTimeout):
