@@ -135,6 +135,7 @@ def test_enhance_with_dic_landmarks(capsys, photo_folder: Path, tmp_path: Path, 
 def test_offline_download_is_a_clear_error(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("DICSR_CACHE_DIR", str(tmp_path))
     code, _, err = run(capsys, "download", "dic-celeba", "--no-progress")
     assert code == 1
     assert err.startswith("dicsr: error:") and "dicsr convert" in err and "Traceback" not in err
@@ -149,7 +150,8 @@ def test_no_inputs_and_no_command(capsys, tmp_path: Path) -> None:
 
 
 def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path),
+           "DICSR_CACHE_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "dicsr", "download", "sparnet"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert done.returncode == 1

@@ -177,12 +177,12 @@ def test_an_unusable_dicsr_cache_stops_the_run_once(capsys, tmp_path, a_file, sp
 def test_main_turns_any_unexpected_exception_into_one_line(capsys, tmp_path, a_file, monkeypatch):
     # A Hugging Face cache that is a file: the hub client's own error is not a dicsr error.
     monkeypatch.setenv("HF_HUB_CACHE", str(a_file))
-    import dicsr.weights
+    import dicsr.weights._origins
 
-    def broken(*args: object, **kwargs: object) -> bool:
+    def broken(*args: object, **kwargs: object) -> str | None:
         raise NotADirectoryError(20, "Not a directory", str(a_file / "models--dicsr--dic-celeba"))
 
-    monkeypatch.setattr(dicsr.weights, "is_cached", broken)
+    monkeypatch.setattr(dicsr.weights._origins, "cache_status", broken)  # what `dicsr models` asks
     code, _, err = run(capsys, "models")
     assert code == 1 and "Traceback" not in err
     assert err.splitlines()[0] == f"dicsr: error: NotADirectoryError: [Errno 20] Not a directory: " \

@@ -2,7 +2,9 @@
 
 The served repositories hold model folders converted from the golden checkpoints by dicsr's own
 converter; registry entries are real entries re-pointed at the local server (the published ones
-have no sha256 yet). See tests/hubserver.py for the protocol details.
+have no sha256 yet), and their official origin at a closed local port, so a hub failure that
+moves on along the source chain never leaves the machine. See tests/hubserver.py for the
+protocol details.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from conftest import REPO_ROOT, shared_path
 from hubserver import HubServer
 
 from dicsr.errors import IntegrityError, InvalidWeightsError, ModelNotFoundError, WeightsUnavailableError
+from dicsr.families import GITHUB_RELEASE
 from dicsr.weights import (
     DETECTOR_WEIGHTS,
     ModelEntry,
@@ -80,17 +83,21 @@ def hub(sparnet_folder: Path, sparnet_folder_v2: Path):
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, hub: HubServer) -> None:
-    """Point the hub client at the local server through the environment, read at call time by dicsr."""
+def isolated_env(
+    monkeypatch: pytest.MonkeyPatch, hub: HubServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Point the hub client at the local server through the environment, read at call time by dicsr;
+    an empty dicsr cache and no mirror."""
     for var in (
         "HF_HUB_OFFLINE",
         "DICSR_OFFLINE",
         "HF_HUB_CACHE",
         "HF_HOME",
-        "DICSR_CACHE_DIR",
         "DICSR_DETECTOR_BASE_URL",
+        "DICSR_MIRROR",
     ):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DICSR_CACHE_DIR", str(tmp_path_factory.mktemp("dicsr-cache")))
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     hub.reset_counts()
@@ -98,14 +105,17 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, hub: HubServer) -> None:
 
 def _entry(folder: Path, *, name: str = "sparnet", repo: str = REPO, **changes) -> ModelEntry:
     weights = (folder / "model.safetensors").read_bytes()
+    real = get_model_entry(name)
+    assert real.origin is not None
     fields = {
         "hub_repo": repo,
         "revision": "v1",
         "sha256": hashlib.sha256(weights).hexdigest(),
         "size": len(weights),
+        "origin": dataclasses.replace(real.origin, kind=GITHUB_RELEASE, url=f"{_closed_port_url()}/x.pth"),
         **changes,
     }
-    return dataclasses.replace(get_model_entry(name), **fields)
+    return dataclasses.replace(real, **fields)
 
 
 def _closed_port_url() -> str:
@@ -270,13 +280,16 @@ def test_missing_file_revision_and_repository(hub: HubServer, sparnet_folder: Pa
 
 
 def test_server_down(sparnet_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # huggingface_hub retries a refused HEAD five times with 1-8 s back-off; skip the waiting only.
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    # huggingface_hub alone retries a refused request five times with 1-8 s back-off (~23 s);
+    # dicsr asks once and moves on, so nothing waits.
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
     monkeypatch.setenv("HF_ENDPOINT", _closed_port_url())
     with pytest.raises(WeightsUnavailableError) as caught:
         load_model(_entry(sparnet_folder), cache_dir=tmp_path)
     message = str(caught.value)
     assert "could not be reached" in message and "dicsr convert" in message
+    assert sleeps == []
     _assert_clean_message(caught.value)
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from dicsr.errors import ModelNotFoundError
-from dicsr.families import ModelConfig, get_family
+from dicsr.families import GITHUB_RELEASE, GOOGLE_DRIVE, ModelConfig, get_family
 from dicsr.weights import get_model_entry, list_models
 from dicsr.weights._card import render_model_card, write_zoo_cards
 from dicsr.weights._zoo import PLACEHOLDER_REVISION
@@ -49,13 +49,28 @@ def test_entry_describes_its_preset_and_pinned_copy(name: str) -> None:
 
 def test_licences_and_sources_follow_the_specs() -> None:
     for entry in list_models():
+        assert entry.origin is not None
         if entry.arch == "sparnet":
             assert entry.license == "CC BY-NC-SA 4.0"
+            assert entry.license_notice is not None and "non-commercial" in entry.license_notice
             assert entry.official_source == "https://github.com/chaofengc/Face-SPARNet/releases/tag/v0.1.0"
+            assert entry.origin.kind == GITHUB_RELEASE
+            assets = "https://github.com/chaofengc/Face-SPARNet/releases/download/v0.1.0"
+            assert entry.origin.url == f"{assets}/{entry.official_filename}"
         else:
-            assert entry.license == "see official repository"
+            assert entry.license == "MIT (Copyright (c) 2021 Cheng Ma)"
+            assert "license: mit" in render_model_card(entry.model_config())
             assert "drive.google.com" in entry.official_source
             assert any("Maclory/Deep-Iterative-Collaboration" in m for m in entry.official_mirrors)
+            assert entry.origin.kind == GOOGLE_DRIVE
+            assert entry.origin.url.endswith("/folders/1Q1T1smMDRMO1NcjkxbZvotOX93YIVp5e")
+            assert entry.origin.path == f"models/{entry.official_filename}"
+
+
+def test_the_published_sparnet_fingerprint_is_recorded() -> None:
+    fingerprint = get_model_entry("sparnet").official_fingerprint
+    assert fingerprint.git_blob_sha1 == "d915f8a8f1c3c3423d6f3036bdf5e96caf2dc066"
+    assert all(not e.official_fingerprint.known for e in list_models() if e.name != "sparnet")
 
 
 def test_lookup_forgives_case_and_underscores_and_suggests() -> None:

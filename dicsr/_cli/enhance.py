@@ -38,8 +38,12 @@ __all__ = ["add_enhance_parser"]
 logger = logging.getLogger("dicsr.cli")
 
 
-def add_enhance_parser(sub: Any) -> None:
-    """Add the ``enhance`` sub-command to the ``dicsr`` parser's sub-parsers."""
+def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``enhance`` sub-command to the ``dicsr`` parser's sub-parsers and return it.
+
+    Where the weights come from (``--offline``, ``--mirror``) is added by ``dicsr.cli``, which shares
+    those options with ``download``.
+    """
     enhance = sub.add_parser("enhance", help="restore the faces in photos")
     enhance.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     enhance.add_argument("-o", "--output", required=True, type=Path, help="output folder")
@@ -75,8 +79,8 @@ def add_enhance_parser(sub: Any) -> None:
                          help="let -o be (inside) an input folder; dicsr's outputs there are never read as "
                               "inputs and no input is ever replaced")
     enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
-    enhance.add_argument("--offline", action="store_true", help="never touch the network")
     enhance.set_defaults(handler=run_enhance)
+    return enhance
 
 
 def run_enhance(args: argparse.Namespace) -> int:
@@ -189,10 +193,10 @@ def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
     offline = True if args.offline else None
     try:
         detector = DetectorSpec(args.detector, weights=args.detector_weights,
-                                score_threshold=args.score_threshold, offline=offline)
+                                score_threshold=args.score_threshold, offline=offline, mirror=args.mirror)
         resolver = FaceSuperResolver.from_pretrained(
             args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
-            detector=detector, offline=offline, progress=not args.no_progress,
+            detector=detector, offline=offline, mirror=args.mirror, progress=not args.no_progress,
             upscale=args.upscale, batch_size=args.batch_size,
             selection=SelectionPolicy(max_faces=args.max_faces, only_center_face=args.only_center_face),
             **limits,

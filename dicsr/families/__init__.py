@@ -16,19 +16,33 @@ from __future__ import annotations
 
 from dicsr.families._adapter import NetworkAdapter, NetworkOutput
 from dicsr.families._config import CONFIG_FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_FACE_SIZE, ModelConfig
-from dicsr.families._family import CUSTOM_PRESET, RECROP_TOLERANCE, Family, Preset, ZooEntry
+from dicsr.families._family import (
+    CUSTOM_PRESET,
+    GITHUB_RELEASE,
+    GOOGLE_DRIVE,
+    RECROP_TOLERANCE,
+    Family,
+    Fingerprint,
+    Origin,
+    Preset,
+    ZooEntry,
+)
 from dicsr.families._registry import get_family, list_families, register_family, unregister_family
 
 __all__ = [
     "CONFIG_FORMAT_VERSION",
     "CUSTOM_PRESET",
+    "GITHUB_RELEASE",
+    "GOOGLE_DRIVE",
     "MAX_CONFIG_BYTES",
     "MAX_FACE_SIZE",
     "RECROP_TOLERANCE",
     "Family",
+    "Fingerprint",
     "ModelConfig",
     "NetworkAdapter",
     "NetworkOutput",
+    "Origin",
     "Preset",
     "ZooEntry",
     "get_family",

@@ -33,7 +33,18 @@ from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
 from dicsr.families._adapter import NetworkAdapter
 from dicsr.families._config import ModelConfig
 
-__all__ = ["CUSTOM_PRESET", "RECROP_TOLERANCE", "Family", "Preset", "ZooEntry", "child_indices"]
+__all__ = [
+    "CUSTOM_PRESET",
+    "GITHUB_RELEASE",
+    "GOOGLE_DRIVE",
+    "RECROP_TOLERANCE",
+    "Family",
+    "Fingerprint",
+    "Origin",
+    "Preset",
+    "ZooEntry",
+    "child_indices",
+]
 
 #: Preset name of a layout that matches no released configuration.
 CUSTOM_PRESET = "custom"
@@ -44,6 +55,11 @@ _DEFAULT_BYTES_PER_FACE = 300e6
 #: A face is cropped again from its own landmarks (:meth:`Family.refined_box`) when the new box's
 #: centre or side differs from the old one's by more than this fraction of its side.
 RECROP_TOLERANCE = 0.1
+
+#: :attr:`Origin.kind` of a GitHub release asset (a plain HTTPS download; GitHub redirects to its CDN).
+GITHUB_RELEASE = "github-release"
+#: :attr:`Origin.kind` of a file in a shared Google Drive folder (fetched with gdown).
+GOOGLE_DRIVE = "google-drive"
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,50 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where an official checkpoint is published, in the form dicsr downloads it from.
+
+    Attributes:
+        kind: :data:`GITHUB_RELEASE` (``url`` is the asset's download URL) or :data:`GOOGLE_DRIVE`
+            (``url`` is the shared folder, ``path`` the file's path inside it).
+        url: see ``kind``.
+        path: the file's path inside a Drive folder (``"models/<official file name>"``).
+    """
+
+    kind: str
+    url: str
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in (GITHUB_RELEASE, GOOGLE_DRIVE):
+            raise ValueError(f"origin kind must be {GITHUB_RELEASE!r} or {GOOGLE_DRIVE!r}, got {self.kind!r}")
+        if self.kind == GOOGLE_DRIVE and not self.path:
+            raise ValueError("a Google Drive origin needs the file's path inside the folder")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What is published about an official file, checked after every download of it; ``None`` where
+    unknown (any subset may be known).
+
+    Attributes:
+        size: size in bytes.
+        sha256: hex sha256 of the bytes.
+        git_blob_sha1: hex git blob id, the id git and GitHub give a committed file (sha1 of
+            ``b"blob <size>\\0"`` followed by the bytes).
+    """
+
+    size: int | None = None
+    sha256: str | None = None
+    git_blob_sha1: str | None = None
+
+    @property
+    def known(self) -> bool:
+        """Whether anything is published to check against."""
+        return any(value is not None for value in (self.size, self.sha256, self.git_blob_sha1))
+
+
+@dataclass(frozen=True)
 class ZooEntry:
     """One published set of weights of a family; sizes and crop come from its preset.
 
@@ -81,6 +141,12 @@ class ZooEntry:
         license: licence of the official weights.
         description: one-line summary.
         official_mirrors: other official download locations.
+        origin: where dicsr itself downloads the official checkpoint (``None``: it does not, the
+            user converts it by hand).
+        official_fingerprint: what is published about the official checkpoint (checked after
+            every download of it).
+        license_notice: terms a user must know before using the weights, logged whenever they are
+            downloaded (``None``: nothing to say beyond ``license``).
         hub_repo: Hugging Face Hub repository of the converted folder (``None``: the dicsr
             organisation's repository of the same name).
         revision: pinned hub revision (``None``: the zoo's placeholder until publication).
@@ -96,6 +162,9 @@ class ZooEntry:
     license: str
     description: str
     official_mirrors: tuple[str, ...] = ()
+    origin: Origin | None = None
+    official_fingerprint: Fingerprint = Fingerprint()
+    license_notice: str | None = None
     hub_repo: str | None = None
     revision: str | None = None
     sha256: str | None = None

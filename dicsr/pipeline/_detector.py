@@ -34,6 +34,8 @@ class DetectorSpec:
             sha256 either way).
         score_threshold: minimum detector confidence.
         offline: never download the weights (``None``: ``DICSR_OFFLINE`` or ``HF_HUB_OFFLINE``).
+        mirror: a server holding the release files by name, tried before the official release
+            (``None``: ``$DICSR_MIRROR``).
 
     Raises:
         InvalidInputError: an attribute of the wrong type or out of range (the message names it).
@@ -43,6 +45,7 @@ class DetectorSpec:
     weights: str | os.PathLike[str] | None = None
     score_threshold: float = 0.5
     offline: bool | None = None
+    mirror: str | None = None
 
     def __post_init__(self) -> None:
         if self.network not in get_args(DetectorNetwork):
@@ -57,6 +60,8 @@ class DetectorSpec:
             raise InvalidInputError(f"score_threshold must be a number in [0, 1], got {threshold!r}")
         if self.offline is not None:
             checked_flag("offline", self.offline)
+        if self.mirror is not None and not isinstance(self.mirror, str):
+            raise InvalidInputError(f"mirror must be a base URL (a string) or None, got {self.mirror!r}")
 
     def build(self, device: str | torch.device) -> FaceDetector:
         """Fetch (or find) and verify the weights, then build the detector on ``device``.
@@ -68,5 +73,5 @@ class DetectorSpec:
         """
         from dicsr.weights import resolve_detector_weights
 
-        path = resolve_detector_weights(self.network, self.weights, offline=self.offline)
+        path = resolve_detector_weights(self.network, self.weights, offline=self.offline, mirror=self.mirror)
         return FaceDetector(path, network=self.network, device=device, score_threshold=self.score_threshold)

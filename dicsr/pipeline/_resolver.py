@@ -180,6 +180,7 @@ class FaceSuperResolver:
         revision: str | None = None,
         offline: bool | None = None,
         progress: bool = True,
+        mirror: str | None = None,
         **options: Unpack[PipelineOptions],
     ) -> FaceSuperResolver:
         """Load a model and a face detector and compose them: the one-liner.
@@ -196,9 +197,10 @@ class FaceSuperResolver:
                 :class:`~dicsr.face.detect.FaceDetector` or :class:`DetectorSpec`.
             detector_weights: local weights of the named backbone; by default they are fetched into
                 the dicsr cache (``$DICSR_CACHE_DIR``, default ``~/.cache/dicsr``).
-            cache_dir, revision, offline, progress: how model weights are fetched, passed to
-                :func:`dicsr.weights.load_model` (``cache_dir`` is the Hugging Face cache for model
-                weights; ``offline`` also applies to the detector weights).
+            cache_dir, revision, offline, progress, mirror: how model weights are fetched, passed
+                to :func:`dicsr.weights.load_model` (``cache_dir`` is the Hugging Face cache for
+                model weights; ``mirror`` a server holding the official files, default
+                ``$DICSR_MIRROR``; ``offline`` and ``mirror`` also apply to the detector weights).
             **options: the pipeline options of the constructor (``upscale``, ``selection``, ...).
 
         Raises:
@@ -209,14 +211,15 @@ class FaceSuperResolver:
         """
         CheckedOptions(**options)  # a bad option fails before anything is downloaded
         if isinstance(detector, str):
-            detector = DetectorSpec(detector, weights=detector_weights, offline=offline)
+            detector = DetectorSpec(detector, weights=detector_weights, offline=offline, mirror=mirror)
         elif detector_weights is not None:
             raise InvalidInputError(
                 "detector_weights goes with a detector named by its backbone ('mobile0.25' or 'resnet50'); "
                 "a FaceDetector or DetectorSpec brings its own weights"
             )
         adapter = _load_adapter(model, device=device, dtype=dtype, channels_last=channels_last,
-                                cache_dir=cache_dir, revision=revision, offline=offline, progress=progress)
+                                cache_dir=cache_dir, revision=revision, offline=offline, progress=progress,
+                                mirror=mirror)
         resolver = cls(adapter, detector, **options)
         resolver._owns_adapter = True  # loaded here: moved in place by to(), no copy needed
         return resolver
@@ -640,6 +643,7 @@ def _load_adapter(
     revision: str | None = None,
     offline: bool | None = None,
     progress: bool = True,
+    mirror: str | None = None,
 ) -> NetworkAdapter:
     """Load ``model`` (a reference) onto ``device``/``dtype``: the loading of :meth:`from_pretrained`."""
     if isinstance(model, NetworkAdapter):
@@ -661,9 +665,12 @@ def _load_adapter(
         raise InvalidInputError(f"revision must be a string or None, got {revision!r}")
     if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
         raise InvalidInputError(f"cache_dir must be a folder path or None, got {cache_dir!r}")
+    if mirror is not None and not isinstance(mirror, str):
+        raise InvalidInputError(f"mirror must be a base URL (a string) or None, got {mirror!r}")
     from dicsr.weights import load_model
 
-    adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline, progress=progress)
+    adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline, progress=progress,
+                         mirror=mirror)
     return adapter.to(device_, dtype_, channels_last=channels_last)
 
 

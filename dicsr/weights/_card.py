@@ -15,8 +15,9 @@ from dicsr.families import ModelConfig, get_family
 
 __all__ = ["ConversionRecord", "render_model_card", "write_zoo_cards"]
 
-# Hub licence identifiers (the card's YAML header); anything unknown is "other" + the text.
-_HUB_LICENSES = {"CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0"}
+# Hub licence identifiers (the card's YAML header), by the licence's name before any parenthesised
+# holder ("MIT (Copyright ...)" is "mit"); anything unknown is "other" + the text.
+_HUB_LICENSES = {"CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0", "MIT": "mit"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def render_model_card(config: ModelConfig, *, conversion: ConversionRecord | Non
     """The Markdown model card (with Hub YAML front matter) for a model folder."""
     family = get_family(config.arch)
     title = config.name or f"{config.arch} ({config.preset})"
-    license_id = _HUB_LICENSES.get(config.license, "other")
+    license_id = _HUB_LICENSES.get(config.license.split(" (", 1)[0].strip(), "other")
     lines = [
         "---",
         f"license: {license_id}",

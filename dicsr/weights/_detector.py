@@ -6,35 +6,31 @@ is shared by every environment user; dicsr keeps them in its cache instead:
 * ``weights=`` (a local file) wins, checked against the published size/sha256 unless
   ``verify=False`` (for re-trained detectors);
 * otherwise ``<cache>/detectors/<file>``, with ``<cache>`` = ``cache_dir``, ``$DICSR_CACHE_DIR`` or
-  ``~/.cache/dicsr``; a missing file is downloaded from the release URL (or a mirror given by
-  ``base_url`` / ``$DICSR_DETECTOR_BASE_URL``) to a temporary file, checked, then renamed;
+  ``~/.cache/dicsr``; a missing file is downloaded to a temporary file, checked, then renamed. It
+  comes from ``base_url`` / ``$DICSR_DETECTOR_BASE_URL`` if set, else from the models' mirror
+  (``mirror`` / ``$DICSR_MIRROR``, serving files by name) and then the release URL, each tried
+  once with a short connect timeout;
 * offline (``offline=True``, ``DICSR_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) a missing file raises
   :class:`~dicsr.errors.WeightsUnavailableError` saying where to put it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import logging
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicsr._files import sha256_of_file, temporary_sibling
-from dicsr._version import __version__
+from dicsr._files import sha256_of_file
 from dicsr.errors import IntegrityError, InvalidInputError, ModelNotFoundError, WeightsUnavailableError
-from dicsr.weights._settings import detector_base_url, dicsr_cache_dir, offline_requested
+from dicsr.weights._http import DownloadFailed, download_file
+from dicsr.weights._settings import detector_base_url, dicsr_cache_dir, mirror_base_url, offline_requested
 
 __all__ = ["DETECTOR_WEIGHTS", "DetectorWeights", "detector_cache_dir", "resolve_detector_weights"]
 
 logger = logging.getLogger(__name__)
 
 _RELEASE = "https://github.com/xinntao/facexlib/releases/download/v0.1.0"
-_TIMEOUT_SECONDS = 60
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -93,6 +89,7 @@ def resolve_detector_weights(
     offline: bool | None = None,
     base_url: str | None = None,
     verify: bool = True,
+    mirror: str | None = None,
 ) -> Path:
     """Path of verified detector weights for ``network``, downloading them if needed.
 
@@ -104,6 +101,8 @@ def resolve_detector_weights(
         base_url: mirror serving the release assets by file name (default
             ``$DICSR_DETECTOR_BASE_URL``, else the official release).
         verify: check ``weights`` against the published size/sha256 (turn off for other detectors).
+        mirror: the models' mirror (default ``$DICSR_MIRROR``), tried before the release URL
+            when no ``base_url`` is set.
 
     Raises:
         InvalidInputError: unknown network.
@@ -137,8 +136,7 @@ def resolve_detector_weights(
             f"(or point $DICSR_CACHE_DIR at a folder whose detectors/ holds it), or pass the file "
             f"explicitly (detector_weights=...)"
         )
-    url = _download_url(spec, base_url)
-    _download(url, path, spec)
+    _download(_download_urls(spec, base_url, mirror), path, spec)
     return path
 
 
@@ -149,9 +147,13 @@ def _spec(network: str) -> DetectorWeights:
     return DETECTOR_WEIGHTS[key]
 
 
-def _download_url(spec: DetectorWeights, base_url: str | None) -> str:
+def _download_urls(spec: DetectorWeights, base_url: str | None, mirror: str | None) -> list[str]:
+    """The URLs to try in order: the detector base URL alone if set, else the mirror and the release."""
     base = detector_base_url(base_url)
-    return f"{base.rstrip('/')}/{spec.filename}" if base else spec.url
+    if base:
+        return [f"{base.rstrip('/')}/{spec.filename}"]
+    mirror_base = mirror_base_url(mirror)
+    return [f"{mirror_base}/{spec.filename}", spec.url] if mirror_base else [spec.url]
 
 
 def _check(path: Path, spec: DetectorWeights, *, what: str) -> None:
@@ -166,43 +168,34 @@ def _check(path: Path, spec: DetectorWeights, *, what: str) -> None:
             raise IntegrityError(f"{what} has sha256 {digest}, expected {spec.sha256} ({spec.url})")
 
 
-def _download(url: str, path: Path, spec: DetectorWeights) -> None:
-    """Stream ``url`` to a temporary file beside ``path``, check it, then rename it into place."""
-    logger.info("downloading %s (%.1f MB) to %s", url, spec.size / 1e6, path)
-    request = urllib.request.Request(url, headers={"User-Agent": f"dicsr/{__version__}"})
-    with temporary_sibling(path) as tmp:
-        digest = hashlib.sha256()
+def _download(urls: list[str], path: Path, spec: DetectorWeights) -> None:
+    """Fetch the first of ``urls`` that delivers the published file; rename it into place."""
+    staging = path.with_name(f".{path.name}.download")
+    reasons = []
+    bad_bytes = False
+    for url in urls:
+        logger.info("downloading %s (%.1f MB) to %s", url, spec.size / 1e6, path)
         try:
-            with (
-                urllib.request.urlopen(request, timeout=_TIMEOUT_SECONDS) as response,
-                open(tmp, "wb") as out,
-            ):
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-        except urllib.error.HTTPError as exc:
-            raise WeightsUnavailableError(
-                _unavailable(spec, url, path, f"HTTP {exc.code} {exc.reason}")
-            ) from None
-        except urllib.error.URLError as exc:
-            raise WeightsUnavailableError(_unavailable(spec, url, path, str(exc.reason))) from None
-        except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, short reads, disk full
-            raise WeightsUnavailableError(
-                _unavailable(spec, url, path, f"{type(exc).__name__}: {exc}")
-            ) from None
-        size = tmp.stat().st_size
-        if size != spec.size or (spec.sha256 is not None and digest.hexdigest() != spec.sha256):
-            # The temporary file is removed on leaving the context: nothing bad reaches the cache.
-            found = f"{size:,} bytes, sha256 {digest.hexdigest()}"
-            raise IntegrityError(
-                f"download of {url} does not match {spec.filename} ({found}; expected {spec.size:,} bytes"
-                f"{', sha256 ' + spec.sha256 if spec.sha256 else ''}); it was discarded"
-            )
-        os.replace(tmp, path)
+            download_file(url, staging, progress=False)
+        except DownloadFailed as exc:  # an unusable cache folder is no download failure: OSError
+            reasons.append(f"{url}: {exc}")
+            continue
+        try:
+            _check(staging, spec, what=f"the download of {url}")
+        except IntegrityError as exc:
+            staging.unlink(missing_ok=True)  # nothing bad reaches the cache
+            bad_bytes = True
+            reasons.append(f"{exc}; it was discarded")
+            continue
+        os.replace(staging, path)
+        return
+    if bad_bytes:
+        raise IntegrityError(f"download of RetinaFace {spec.network} weights failed: {'; '.join(reasons)}")
+    raise WeightsUnavailableError(_unavailable(spec, path, "; ".join(reasons)))
 
 
-def _unavailable(spec: DetectorWeights, url: str, path: Path, reason: str) -> str:
+def _unavailable(spec: DetectorWeights, path: Path, reasons: str) -> str:
     return (
-        f"could not download RetinaFace {spec.network} weights from {url} ({reason}). Download "
+        f"could not download RetinaFace {spec.network} weights ({reasons}). Download "
         f"{spec.url} by hand and put it at {path}, or pass the file explicitly (detector_weights=...)"
     )

@@ -11,7 +11,15 @@ resume). On top of it, dicsr:
 * verifies the sha256 the registry publishes (the hub client only compares sizes) and deletes a
   mismatching file from the cache before raising :class:`~dicsr.errors.IntegrityError`;
 * turns every hub, HTTP and network exception into a typed dicsr error whose message says how to
-  get the weights by hand - no raw HTTP-library traceback reaches the user.
+  get the weights by hand - no raw HTTP-library traceback reaches the user;
+* fails fast when the hub cannot be reached: for a file that is not cached, one HEAD request with
+  a short connect timeout (``dicsr.weights._http``, no retry) must get an answer first, because
+  ``hf_hub_download`` itself retries a failed request five times with 1-8 s back-off (~23 s)
+  when it has no cached copy (and huggingface_hub 2.4 also fetches an "agent harnesses" registry
+  with a 3 s timeout before its first request).
+
+This is source 1 of a zoo name's source chain (``dicsr.weights._origins``); ``hf-hub:``
+references use it alone.
 """
 
 from __future__ import annotations
@@ -37,7 +45,12 @@ from dicsr.weights._folder import CONFIG_FILENAME
 from dicsr.weights._settings import hub_cache_dir, hub_endpoint, offline_requested
 from dicsr.weights._zoo import ModelEntry, get_model_entry
 
-__all__ = ["HubReference", "download_model", "is_cached", "parse_hub_reference"]
+__all__ = [
+    "HubReference",
+    "download_from_hub",
+    "is_in_hub_cache",
+    "parse_hub_reference",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +124,7 @@ def parse_hub_reference(ref: str) -> HubReference:
 # --- downloading --------------------------------------------------------------------------------
 
 
-def download_model(
+def download_from_hub(
     ref: str | ModelEntry | HubReference,
     *,
     revision: str | None = None,
@@ -119,6 +132,7 @@ def download_model(
     offline: bool | None = None,
     endpoint: str | None = None,
     progress: bool = True,
+    manual_route: bool = True,
 ) -> Path:
     """Fetch a model folder (``config.json`` + weights) into the hub cache; return the local folder.
 
@@ -129,6 +143,8 @@ def download_model(
         offline: only use the cache (default: ``HF_HUB_OFFLINE``/``DICSR_OFFLINE`` set now).
         endpoint: hub URL (default ``$HF_ENDPOINT``, else huggingface.co).
         progress: show download progress bars.
+        manual_route: end error messages with how to get the weights by hand (the source chain
+            turns this off: it lists every source's reason first, then the route once).
 
     Raises:
         WeightsUnavailableError: offline and not cached, network or server failure, or not published.
@@ -137,21 +153,23 @@ def download_model(
     """
     target = _as_hub_reference(ref, revision)
     offline = offline_requested(offline)
-    fetch = _Fetcher(target, hub_cache_dir(cache_dir), hub_endpoint(endpoint), offline, progress)
+    fetch = _Fetcher(
+        target, hub_cache_dir(cache_dir), hub_endpoint(endpoint), offline, progress, manual_route
+    )
     config_path = fetch(CONFIG_FILENAME, target.revision)
     # Fetch the weights at the commit config.json resolved to: both files from one snapshot even if
     # a branch moves between the two requests.
     snapshot = config_path.parent.name
     weights_revision = snapshot if _COMMIT.fullmatch(snapshot) else target.revision
     weights_path = fetch(target.filename, weights_revision)
-    _verify(weights_path, target)
+    _verify(weights_path, target, manual_route=manual_route)
     if weights_path.parent != config_path.parent:  # pragma: no cover - hub cache layout guarantees it
         raise WeightsUnavailableError(f"{target.label}: config and weights resolved to different snapshots")
     logger.info("%s: model folder %s", target.label, weights_path.parent)
     return weights_path.parent
 
 
-def is_cached(
+def is_in_hub_cache(
     ref: str | ModelEntry | HubReference,
     *,
     revision: str | None = None,
@@ -184,15 +202,23 @@ class _Fetcher:
     """One ``hf_hub_download`` call per file, with errors mapped to dicsr's."""
 
     def __init__(
-        self, target: HubReference, cache_dir: str | None, endpoint: str | None, offline: bool, progress: bool
+        self,
+        target: HubReference,
+        cache_dir: str | None,
+        endpoint: str | None,
+        offline: bool,
+        progress: bool,
+        manual_route: bool,
     ) -> None:
         self.target, self.cache_dir, self.endpoint = target, cache_dir, endpoint
-        self.offline, self.progress = offline, progress
+        self.offline, self.progress, self.manual_route = offline, progress, manual_route
 
     def __call__(self, filename: str, revision: str) -> Path:
         from huggingface_hub import hf_hub_download
 
         try:
+            if not self.offline:
+                self._probe(filename, revision)
             path = hf_hub_download(
                 self.target.repo_id,
                 filename,
@@ -208,8 +234,27 @@ class _Fetcher:
             raise
         except Exception as exc:  # every hub/HTTP/network failure -> one typed error (see _map_error)
             logger.debug("hf_hub_download(%s, %s) failed", self.target.repo_id, filename, exc_info=True)
-            raise _map_error(exc, self.target, filename, offline=self.offline) from None
+            raise _map_error(
+                exc, self.target, filename, offline=self.offline, manual_route=self.manual_route
+            ) from None
         return Path(path)
+
+    def _probe(self, filename: str, revision: str) -> None:
+        """One HEAD without retries for a file that is not cached yet (see the module docstring)."""
+        from huggingface_hub import hf_hub_url, try_to_load_from_cache
+
+        from dicsr.weights._http import unreachable_reason
+
+        if isinstance(try_to_load_from_cache(self.target.repo_id, filename, self.cache_dir, revision), str):
+            return  # cached: hf_hub_download falls back to it without retrying
+        problem = unreachable_reason(hf_hub_url(self.target.repo_id, filename, revision=revision,
+                                                endpoint=self.endpoint))
+        if problem is not None:
+            where = f"{self.target.label} ({self.target.repo_id}, revision {revision}, file {filename})"
+            how = f" To get the weights another way: {self.target.how_to_obtain()}."
+            raise WeightsUnavailableError(
+                f"{where}: the hub could not be reached ({problem}).{how if self.manual_route else ''}"
+            )
 
 
 def _silent_progress_class() -> type:
@@ -223,7 +268,7 @@ def _silent_progress_class() -> type:
     return _SilentTqdm
 
 
-def _verify(path: Path, target: HubReference) -> None:
+def _verify(path: Path, target: HubReference, *, manual_route: bool = True) -> None:
     """Check published size and sha256; delete the cached file (blob and snapshot link) on mismatch."""
     actual_size = path.stat().st_size
     problem = None
@@ -236,10 +281,10 @@ def _verify(path: Path, target: HubReference) -> None:
     if problem is None:
         return
     _remove_cached(path)
+    how = f" Retry the download; if it persists, {target.how_to_obtain()}" if manual_route else ""
     raise IntegrityError(
         f"{target.label}: downloaded {target.filename} does not match the published file ({problem}); "
-        f"the corrupt copy was deleted from the cache. Retry the download; if it persists, "
-        f"{target.how_to_obtain()}"
+        f"the corrupt copy was deleted from the cache.{how}"
     )
 
 
@@ -275,11 +320,13 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(bases)
 
 
-def _map_error(exc: Exception, target: HubReference, filename: str, *, offline: bool) -> DicsrError:
+def _map_error(
+    exc: Exception, target: HubReference, filename: str, *, offline: bool, manual_route: bool = True
+) -> DicsrError:
     from huggingface_hub import errors as hub_errors
 
     where = f"{target.label} ({target.repo_id}, revision {target.revision}, file {filename})"
-    how = f"To get the weights another way: {target.how_to_obtain()}."
+    how = f" To get the weights another way: {target.how_to_obtain()}." if manual_route else ""
     reason = _first_line(exc)
 
     if isinstance(
@@ -300,25 +347,25 @@ def _map_error(exc: Exception, target: HubReference, filename: str, *, offline: 
         error_type: Callable[[str], DicsrError] = (
             WeightsUnavailableError if target.entry is not None else ModelNotFoundError
         )
-        return error_type(f"{where}: {detail} on the hub. {how}")
+        return error_type(f"{where}: {detail} on the hub.{how}")
     if isinstance(exc, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled)):
         if offline or isinstance(exc, hub_errors.OfflineModeIsEnabled):
             state = "downloads are off (offline=True or HF_HUB_OFFLINE=1)"
         else:
             state = f"the hub could not be reached ({_cause_line(exc)})"
-        return WeightsUnavailableError(f"{where}: not in the local cache and {state}. {how}")
+        return WeightsUnavailableError(f"{where}: not in the local cache and {state}.{how}")
     if isinstance(exc, hub_errors.HFValidationError):
         return ModelNotFoundError(f"{where}: invalid hub repository or revision ({reason})")
     if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
-        return IntegrityError(f"{where}: incomplete download ({reason}). Retry the download. {how}")
+        return IntegrityError(f"{where}: incomplete download ({reason}). Retry the download.{how}")
     if isinstance(exc, hub_errors.HfHubHTTPError):
         status = getattr(getattr(exc, "response", None), "status_code", "?")
-        return WeightsUnavailableError(f"{where}: the hub answered HTTP {status} ({reason}). {how}")
+        return WeightsUnavailableError(f"{where}: the hub answered HTTP {status} ({reason}).{how}")
     if isinstance(exc, (*_transport_errors(), ConnectionError, TimeoutError)):
-        return WeightsUnavailableError(f"{where}: network failure ({type(exc).__name__}: {reason}). {how}")
+        return WeightsUnavailableError(f"{where}: network failure ({type(exc).__name__}: {reason}).{how}")
     if isinstance(exc, OSError):
-        return WeightsUnavailableError(f"{where}: could not store the download ({reason}). {how}")
-    return WeightsUnavailableError(f"{where}: download failed ({type(exc).__name__}: {reason}). {how}")
+        return WeightsUnavailableError(f"{where}: could not store the download ({reason}).{how}")
+    return WeightsUnavailableError(f"{where}: download failed ({type(exc).__name__}: {reason}).{how}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,14 +2,15 @@
 
 Resolution order for a string reference:
 
-1. ``hf-hub:org/repo[@revision]`` -> download that model folder;
-2. a zoo name (case and ``_``/``-`` ignored) -> download its pinned copy - use ``./name`` for a
-   local folder that happens to share a zoo name;
+1. ``hf-hub:org/repo[@revision]`` -> download that model folder from the hub;
+2. a zoo name (case and ``_``/``-`` ignored) -> the zoo's source chain (:mod:`dicsr.weights._origins`:
+   the caches, the hub, a mirror, the official origin) - use ``./name`` for a local folder that
+   happens to share a zoo name;
 3. an existing local path: a model folder, a ``.safetensors`` file with ``config.json`` beside it,
    or an official checkpoint (``.pth``/``.pt``/``.ckpt``/``.bin``), converted in memory.
 
-Only safetensors and JSON are ever read from the network; official pickled checkpoints are
-accepted from local files only, and even then through ``torch.load(weights_only=True)``.
+Pickled official checkpoints are only ever read with ``torch.load(weights_only=True)``; one
+downloaded by the source chain is converted into a safetensors model folder once and deleted.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import torch
 from dicsr.errors import ModelNotFoundError
 from dicsr.families import NetworkAdapter
 from dicsr.weights._folder import load_model_folder
-from dicsr.weights._hub import HUB_PREFIX, download_model
+from dicsr.weights._hub import HUB_PREFIX, HubReference, download_from_hub, is_in_hub_cache
+from dicsr.weights._origins import in_local_cache, obtain_model
 from dicsr.weights._zoo import ModelEntry, get_model_entry
 
-__all__ = ["OFFICIAL_CHECKPOINT_SUFFIXES", "load_model"]
+__all__ = ["OFFICIAL_CHECKPOINT_SUFFIXES", "download_model", "is_cached", "load_model"]
 
 OFFICIAL_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
@@ -40,6 +42,7 @@ def load_model(
     revision: str | None = None,
     offline: bool | None = None,
     progress: bool = True,
+    mirror: str | None = None,
 ) -> NetworkAdapter:
     """Load a model by registry name, hub reference, folder or file; return its adapter.
 
@@ -52,6 +55,7 @@ def load_model(
         revision: hub revision overriding the registry's pin (disables its sha256 check).
         offline: never touch the network (default: ``HF_HUB_OFFLINE``/``DICSR_OFFLINE``).
         progress: show download progress bars.
+        mirror: base URL serving the official checkpoints by file name (default ``$DICSR_MIRROR``).
 
     Raises:
         ModelNotFoundError: the reference names nothing (close registry names are suggested).
@@ -62,7 +66,8 @@ def load_model(
 
     def fetch(target: str | ModelEntry) -> Path:
         return download_model(
-            target, revision=revision, cache_dir=cache_dir, offline=offline, progress=progress
+            target, revision=revision, cache_dir=cache_dir, offline=offline, progress=progress,
+            mirror=mirror,
         )
 
     if isinstance(ref, ModelEntry):
@@ -73,6 +78,65 @@ def load_model(
     if isinstance(ref, str) and _is_registry_name(text):
         return load_model_folder(fetch(get_model_entry(text)), device=device, dtype=dtype)
     return _load_local(Path(text), device=device, dtype=dtype)
+
+
+def download_model(
+    ref: str | ModelEntry | HubReference,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    offline: bool | None = None,
+    endpoint: str | None = None,
+    progress: bool = True,
+    mirror: str | None = None,
+) -> Path:
+    """Make a model available locally and return its folder (``config.json`` + weights).
+
+    A zoo name (or :class:`~dicsr.weights.ModelEntry`) goes through the source chain, tried in
+    order, each once: the dicsr and Hugging Face caches, the hub copy at its pinned revision, the
+    mirror, the official origin (GitHub release or Google Drive); an official checkpoint is
+    verified, converted into ``$DICSR_CACHE_DIR/models/<name>/`` and deleted. An ``hf-hub:``
+    reference or :class:`~dicsr.weights.HubReference` is fetched from the hub only.
+
+    Args:
+        ref: zoo name or entry, ``hf-hub:org/repo[@revision]``, or a hub reference.
+        revision: hub revision overriding the entry's pin (disables its sha256 check).
+        cache_dir: Hugging Face cache folder (default ``$HF_HUB_CACHE``, ``$HF_HOME/hub``, the
+            hub's default). The dicsr cache is ``$DICSR_CACHE_DIR`` (default ``~/.cache/dicsr``).
+        offline: only use the caches (default: ``HF_HUB_OFFLINE``/``DICSR_OFFLINE`` set now).
+        endpoint: hub URL (default ``$HF_ENDPOINT``, else huggingface.co).
+        progress: show download progress bars.
+        mirror: base URL serving the official checkpoints by file name (default ``$DICSR_MIRROR``).
+
+    Raises:
+        WeightsUnavailableError: offline and not cached, or no source delivered (the message lists
+            every source tried with its one-line reason, then the manual route).
+        IntegrityError: bytes failed a check (published sha256/size/git blob id, or a corrupt
+            cached folder while offline) and no other source delivered.
+        ModelNotFoundError: unknown zoo name or hub repository.
+    """
+    if isinstance(ref, HubReference) or (isinstance(ref, str) and ref.startswith(HUB_PREFIX)):
+        return download_from_hub(
+            ref, revision=revision, cache_dir=cache_dir, offline=offline, endpoint=endpoint, progress=progress
+        )
+    entry = ref if isinstance(ref, ModelEntry) else get_model_entry(ref)
+    return obtain_model(
+        entry, revision=revision, cache_dir=cache_dir, offline=offline, endpoint=endpoint,
+        progress=progress, mirror=mirror,
+    ).folder
+
+
+def is_cached(
+    ref: str | ModelEntry | HubReference,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> bool:
+    """Whether the model loads without the network: in the dicsr cache (converted) or the hub cache."""
+    if isinstance(ref, HubReference) or (isinstance(ref, str) and ref.startswith(HUB_PREFIX)):
+        return is_in_hub_cache(ref, revision=revision, cache_dir=cache_dir)
+    entry = ref if isinstance(ref, ModelEntry) else get_model_entry(ref)
+    return in_local_cache(entry, revision=revision, cache_dir=cache_dir)
 
 
 def _is_registry_name(text: str) -> bool:

@@ -11,10 +11,14 @@ Each setting, with its precedence (first match wins):
 * **Hugging Face cache** of model folders: the ``cache_dir=`` argument, else ``$HF_HUB_CACHE``,
   else ``$HF_HOME/hub``, else the hub's default (``~/.cache/huggingface/hub``).
 * **hub server**: the ``endpoint=`` argument, else ``$HF_ENDPOINT``, else huggingface.co.
-* **dicsr cache root** (detector weights in ``detectors/``): the ``cache_dir=`` argument, else
-  ``$DICSR_CACHE_DIR``, else ``~/.cache/dicsr``.
-* **detector mirror** serving the detector weights by file name: the ``base_url=`` argument, else
-  ``$DICSR_DETECTOR_BASE_URL``, else the official release URLs.
+* **dicsr cache root** (converted zoo models in ``models/``, official files being downloaded in
+  ``downloads/``, detector weights in ``detectors/``): the ``cache_dir=`` argument where a function
+  takes one for it, else ``$DICSR_CACHE_DIR``, else ``~/.cache/dicsr``.
+* **mirror** of the official files, serving each by its official name (``<base>/<file name>``),
+  tried after the hub and before the official origin: the ``mirror=`` argument (``--mirror``),
+  else ``$DICSR_MIRROR``, else none.
+* **detector weights source**: the ``base_url=`` argument, else ``$DICSR_DETECTOR_BASE_URL`` (the
+  only source then); else the mirror (as above) followed by the official release URLs.
 """
 
 from __future__ import annotations
@@ -22,10 +26,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["detector_base_url", "dicsr_cache_dir", "hub_cache_dir", "hub_endpoint", "offline_requested"]
+__all__ = [
+    "MIRROR_VARIABLE",
+    "detector_base_url",
+    "dicsr_cache_dir",
+    "hub_cache_dir",
+    "hub_endpoint",
+    "mirror_base_url",
+    "offline_requested",
+]
 
 _TRUE = {"1", "true", "yes", "on"}
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "DICSR_OFFLINE")
+#: The environment variable naming a mirror of the official files.
+MIRROR_VARIABLE = "DICSR_MIRROR"
 
 
 def offline_requested(offline: bool | None) -> bool:
@@ -61,3 +75,9 @@ def dicsr_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
 def detector_base_url(base_url: str | None) -> str | None:
     """``base_url``, else ``$DICSR_DETECTOR_BASE_URL``, else None (the official release URLs)."""
     return base_url or os.environ.get("DICSR_DETECTOR_BASE_URL") or None
+
+
+def mirror_base_url(mirror: str | None) -> str | None:
+    """``mirror``, else ``$DICSR_MIRROR``, without a trailing slash; None if neither is set."""
+    value = mirror if mirror is not None else os.environ.get(MIRROR_VARIABLE, "")
+    return value.strip().rstrip("/") or None

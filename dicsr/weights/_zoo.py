@@ -1,26 +1,36 @@
 """The model zoo: one :class:`ModelEntry` per published set of weights, gathered from the families.
 
 Each family lists its own weights (:class:`dicsr.families.ZooEntry`: what they are, the official
-checkpoint and where it comes from, training data, licence); this module adds where dicsr downloads
-the converted folder (a Hugging Face Hub repository at a pinned revision, with the sha256 of
-``model.safetensors`` once published). Sizes and crop are the family preset's.
+checkpoint, where dicsr downloads it (:class:`~dicsr.families.Origin`) and what is published about
+it (:class:`~dicsr.families.Fingerprint`), training data, licence); this module adds where dicsr
+downloads the converted folder (a Hugging Face Hub repository at a pinned revision, with the sha256
+of ``model.safetensors`` once published). Sizes and crop are the family preset's.
 
 Publication status: the converted weights are not published yet. Every entry points at the
 placeholder repository ``dicsr/<name>`` at tag ``v1`` with ``sha256=None``; publishing (see
 docs/model-zoo.md) means uploading the folder, tagging the commit ``v1``, then replacing the tag
-with the 40-hex commit and filling ``sha256``/``size`` in the family's zoo entry. Until then a
-download of a zoo name fails with :class:`~dicsr.errors.WeightsUnavailableError` explaining how to
-convert locally.
+with the 40-hex commit and filling ``sha256``/``size`` in the family's zoo entry. Until then a zoo
+name is fetched from a mirror or its official origin and converted into the dicsr cache
+(:mod:`dicsr.weights._origins`).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dicsr.errors import ModelNotFoundError
 from dicsr.face.crop import CropConvention
-from dicsr.families import Family, ModelConfig, Preset, ZooEntry, get_family, list_families
+from dicsr.families import (
+    Family,
+    Fingerprint,
+    ModelConfig,
+    Origin,
+    Preset,
+    ZooEntry,
+    get_family,
+    list_families,
+)
 
 __all__ = ["HUB_ORGANISATION", "PLACEHOLDER_REVISION", "ModelEntry", "get_model_entry", "list_models"]
 
@@ -51,6 +61,11 @@ class ModelEntry:
         official_filename: the official checkpoint's file name (to pass to ``dicsr convert``).
         description: one-line summary.
         official_mirrors: other official download locations.
+        origin: where dicsr itself downloads the official checkpoint (``None``: by hand only).
+        official_fingerprint: what is published about the official checkpoint (checked after
+            every download of it).
+        license_notice: logged whenever the weights are downloaded (terms a user must know before
+            using them), or ``None``.
     """
 
     name: str
@@ -67,6 +82,9 @@ class ModelEntry:
     official_filename: str
     description: str
     official_mirrors: tuple[str, ...] = ()
+    origin: Origin | None = None
+    official_fingerprint: Fingerprint = field(default_factory=Fingerprint)
+    license_notice: str | None = None
 
     @classmethod
     def from_family(cls, family: Family, entry: ZooEntry) -> ModelEntry:
@@ -86,6 +104,9 @@ class ModelEntry:
             official_filename=entry.official_filename,
             description=entry.description,
             official_mirrors=entry.official_mirrors,
+            origin=entry.origin,
+            official_fingerprint=entry.official_fingerprint,
+            license_notice=entry.license_notice,
         )
 
     @property

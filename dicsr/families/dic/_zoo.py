@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dicsr.families._family import ZooEntry
+from dicsr.families._family import GOOGLE_DRIVE, Origin, ZooEntry
 
 __all__ = ["ZOO"]
 
@@ -10,8 +10,10 @@ _REPOSITORY = "https://github.com/Maclory/Deep-Iterative-Collaboration"
 # dic.md §4: the README's Google Drive / Baidu folders ("models"); file names are not in the README.
 _DRIVE = "https://drive.google.com/open?id=1Q1T1smMDRMO1NcjkxbZvotOX93YIVp5e"
 _MIRRORS = ("https://pan.baidu.com/s/14zJ_lY8iFmk3csHYZmut7Q (extraction code 6qhx)", _REPOSITORY)
-# The repository has a LICENSE file whose terms the spec does not record (dic.md, header).
-_LICENSE = "see official repository"
+# The README's Drive link is this shared folder; the checkpoints sit in its "models" sub-folder.
+_DRIVE_FOLDER = "https://drive.google.com/drive/folders/1Q1T1smMDRMO1NcjkxbZvotOX93YIVp5e"
+# The repository's LICENSE file: the MIT licence, "Copyright (c) 2021 Cheng Ma".
+_LICENSE = "MIT (Copyright (c) 2021 Cheng Ma)"
 
 
 def _entry(*, name: str, filename: str, training_data: str, description: str) -> ZooEntry:
@@ -25,6 +27,7 @@ def _entry(*, name: str, filename: str, training_data: str, description: str) ->
         license=_LICENSE,
         description=description,
         official_mirrors=_MIRRORS,
+        origin=Origin(GOOGLE_DRIVE, _DRIVE_FOLDER, f"models/{filename}"),
     )
 
 

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from dicsr.families._family import ZooEntry
+from dicsr.families._family import GITHUB_RELEASE, Fingerprint, Origin, ZooEntry
 
 __all__ = ["ZOO"]
 
 # sparnet.md §1: GitHub release v0.1.0 (since July 2023) and BaiduNetDisk; licence CC BY-NC-SA 4.0.
 _RELEASE = "https://github.com/chaofengc/Face-SPARNet/releases/tag/v0.1.0"
+_ASSETS = "https://github.com/chaofengc/Face-SPARNet/releases/download/v0.1.0"
 _MIRRORS = ("https://pan.baidu.com/s/1zYimaAnIgMIKBf9KANpxog (extraction code 2nax)",)
 _LICENSE = "CC BY-NC-SA 4.0"
+_NOTICE = (
+    "SPARNet weights (chaofengc/Face-SPARNet) are licensed CC BY-NC-SA 4.0: non-commercial use only, "
+    "share-alike (https://creativecommons.org/licenses/by-nc-sa/4.0/)"
+)
 
 
-def _entry(*, name: str, preset: str, filename: str, training_data: str, description: str) -> ZooEntry:
+def _entry(
+    *,
+    name: str,
+    preset: str,
+    filename: str,
+    training_data: str,
+    description: str,
+    fingerprint: Fingerprint | None = None,
+) -> ZooEntry:
     return ZooEntry(
         name=name,
         preset=preset,
@@ -22,6 +35,9 @@ def _entry(*, name: str, preset: str, filename: str, training_data: str, descrip
         license=_LICENSE,
         description=description,
         official_mirrors=_MIRRORS,
+        origin=Origin(GITHUB_RELEASE, f"{_ASSETS}/{filename}"),
+        official_fingerprint=fingerprint or Fingerprint(),
+        license_notice=_NOTICE,
     )
 
 
@@ -30,6 +46,8 @@ ZOO: tuple[ZooEntry, ...] = (
         name="sparnet",
         preset="sparnet",
         filename="SPARNet-V16-S4-epoch20.pth",
+        # The one published fingerprint of an official file so far (issue 10): its git blob id.
+        fingerprint=Fingerprint(git_blob_sha1="d915f8a8f1c3c3423d6f3036bdf5e96caf2dc066"),
         training_data="CelebA",
         description="SPARNet (TIP 2021) released model: face attention units with 2-D spatial "
         "attention, 16 -> 128.",
