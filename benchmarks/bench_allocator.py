@@ -1,5 +1,5 @@
 """Does the allocator cause DIC's system time? Page faults and CPU time per forward under
-different allocator settings (specs/dic.md §5: about a third of DIC's CPU time is system time).
+different allocator settings (docs/specs/dic.md §5: about a third of DIC's CPU time is system time).
 
 Reproduce::
 

@@ -1,9 +1,10 @@
 """A straightforward eager fp32 DIC generator: the baseline of the DIC latency target (issue 5).
 
-This is the same architecture as :class:`dicsr.families.dic.DIC` (``shared/specs/dic.md`` §2), written
+This is the same architecture as :class:`dicsr.families.dic.DIC` (docs/specs/dic.md §2), written
 plainly the way the official code is structured, with none of dicsr's optimisations:
 
-* every projection group re-concatenates all previous groups (``torch.cat`` per group, spec §2.1);
+* every projection group re-concatenates all previous groups (``torch.cat`` per group,
+  docs/specs/dic.md §2.1);
 * the 256x256 projection stage runs on the whole batch at once;
 * no buffer reuse, no in-place residual sums or activations;
 * the recurrent SR state is a local variable instead of the official ``block.last_hidden``

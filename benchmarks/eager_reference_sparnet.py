@@ -1,6 +1,6 @@
 """A straightforward eager fp32 SPARNet generator: the baseline of the SPARNet latency target (issue 16).
 
-The same architecture as :class:`dicsr.families.sparnet.SPARNet` (``shared/specs/sparnet.md`` §2-§3),
+The same architecture as :class:`dicsr.families.sparnet.SPARNet` (docs/specs/sparnet.md §2–§3),
 written plainly the way the official ``models/blocks.py`` and ``models/sparnet.py`` are structured,
 with none of dicsr's choices:
 

@@ -1,8 +1,8 @@
 """Measure back-projection (dicsr.face.consistency) on the golden networks and real faces.
 
 Every annotated face of ../shared/faces/landmarks68.json is cut with DIC's training box
-(``landmark_square_from_points68``: HR 128 px, LR = Pillow bicubic 16 px, dic.md §1) and restored by
-the golden (seeded random) DIC and SPARNet checkpoints of ../shared/golden, converted with
+(``landmark_square_from_points68``: HR 128 px, LR = Pillow bicubic 16 px, docs/specs/dic.md §1) and restored
+by the golden (seeded random) DIC and SPARNet checkpoints of ../shared/golden, converted with
 ``convert_checkpoint``. For each network it prints, before → after back-projection:
 
 * the LR disagreement: mean absolute difference between the restored face downsampled as the

@@ -95,7 +95,7 @@ def test_sparnet_bare_layout_is_detected(sparnet_state_dict: dict) -> None:
     detected = detect_architecture(read_official_checkpoint(shared_path("golden", "SPARNet.pth")))
     assert (detected.arch, detected.preset) == ("sparnet", "sparnet")
     assert detected.arch_config["res_depth"] == 10 and detected.arch_config["norm"] == "bn"
-    assert len(sparnet_state_dict) == 1154  # incl. BatchNorm num_batches_tracked (sparnet.md §4)
+    assert len(sparnet_state_dict) == 1154  # incl. BatchNorm num_batches_tracked (docs/specs/sparnet.md §4)
 
 
 def test_converted_dic_reloads_bit_identically(
@@ -169,7 +169,7 @@ def test_module_prefixed_checkpoint_loads(sparnet_state_dict: dict, tmp_path: Pa
 def test_spectral_norm_layout_is_folded_like_torch_eval(tmp_path: Path) -> None:
     from dicsr.families.sparnet import SPARNet, SPARNetConfig
 
-    # A tiny SPARNetHD-like layout (InstanceNorm + spectral norm on every conv, sparnet.md §3).
+    # A tiny SPARNetHD-like layout (InstanceNorm + spectral norm on every conv, docs/specs/sparnet.md §3).
     config = SPARNetConfig(
         min_channels=8,
         max_channels=16,

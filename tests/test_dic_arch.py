@@ -34,7 +34,7 @@ F32_TOLERANCE = 1e-5
 BF16_IMAGE_MAX, BF16_IMAGE_MEAN, BF16_HEATMAP_MAX = 0.03, 0.005, 0.04
 
 NUM_STEPS = 4
-OFFICIAL_NUM_PARAMS = 21_803_849  # spec §4 and §5
+OFFICIAL_NUM_PARAMS = 21_803_849  # docs/specs/dic.md §4 and §5
 
 
 def _max_error(actual: torch.Tensor, expected: np.ndarray | torch.Tensor) -> float:
@@ -122,7 +122,7 @@ def second_image_alone(net: DIC, golden: dict[str, np.ndarray]) -> DICOutput:
 
 def test_state_dict_is_the_official_layout(official_state_dict: dict[str, torch.Tensor]) -> None:
     ours = DIC().state_dict()
-    assert list(ours) == list(official_state_dict)  # same keys, same order (spec §4)
+    assert list(ours) == list(official_state_dict)  # same keys, same order (docs/specs/dic.md §4)
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in official_state_dict.items()}
     assert len(ours) == 296
     assert sum(p.numel() for p in DIC().parameters()) == OFFICIAL_NUM_PARAMS
@@ -130,7 +130,7 @@ def test_state_dict_is_the_official_layout(official_state_dict: dict[str, torch.
 
 
 def test_module_keeps_no_tensor_state_between_calls(net: DIC) -> None:
-    # The official code stores the SR hidden state on the module (spec §2); ours must not.
+    # The official code stores the SR hidden state on the module (docs/specs/dic.md §2); ours must not.
     tensor_attributes = [
         f"{name}.{attr}"
         for name, module in net.named_modules()
@@ -186,7 +186,7 @@ def test_every_step_matches_the_official_network(golden_run, golden: dict[str, n
 def test_intermediates_match_the_official_network(golden_run, golden: dict[str, np.ndarray]) -> None:
     _, _, captured = golden_run
     # Relative to each tensor's magnitude: the merged heatmaps reach ~50 (maxima clamped to 0.05
-    # divide by 0.05, spec §2.3), where 1e-5 absolute would be below float32 resolution.
+    # divide by 0.05, docs/specs/dic.md §2.3), where 1e-5 absolute would be below float32 resolution.
     relative_errors = {}
     for name, tensors in captured.items():
         assert len(tensors) == len(golden[name]), name

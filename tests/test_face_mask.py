@@ -1,8 +1,8 @@
 """dicsr.face.mask: the face-shaped mask from 68 landmarks, on real annotated faces.
 
 Every annotated face of ../shared/faces/landmarks68.json is cut with DIC's training box
-(``landmark_square_from_points68``, dic.md §1), so its landmarks sit in the 128-px face frame where a
-DIC network puts its own.
+(``landmark_square_from_points68``, docs/specs/dic.md §1), so its landmarks sit in the 128-px face frame where
+a DIC network puts its own.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """SPARNet / SPARNet-Light / SPARNetHD: golden parity, layouts, spectral-norm folding, adapter.
 
 Golden fixtures (``../shared/golden/SPARNet.{pth,npz}``) come from the official code with seeded
-random weights (``shared/specs/sparnet.md`` §9). Measured on this machine (torch 2.14.1, CPU): the
+random weights (docs/specs/sparnet.md §9). Measured on this machine (torch 2.14.1, CPU): the
 output and all 16 attention maps match the golden float32 arrays bit for bit (max abs error 0.0);
 the tests allow 1e-5 so other CPUs/BLAS builds pass too.
 """
@@ -29,7 +29,7 @@ from dicsr.families.sparnet._network import SPARNET_PRESETS
 
 PARITY_ATOL = 1e-5
 
-# §1, §4, §6 of the spec: parameters (without BN running stats) and official state-dict sizes.
+# docs/specs/sparnet.md §1, §4, §6: parameters (without BN running stats) and official state-dict sizes.
 OFFICIAL_LAYOUTS = {
     "sparnet": (10_518_867, 1154),
     "sparnet-light": (5_242_211, 605),
@@ -161,7 +161,8 @@ def test_preset_parameter_count_and_official_keys(preset):
     if config.norm == "bn":
         assert len(ours) == n_official_keys
         return
-    # SPARNetHD: rebuild the official layout (spectral norm on every Conv2d, §3), then fold it back.
+    # SPARNetHD: rebuild the official layout (spectral norm on every Conv2d,
+    # docs/specs/sparnet.md §3), then fold it back.
     for module in network.modules():
         if isinstance(module, nn.Conv2d):
             nn.utils.spectral_norm(module)
@@ -174,8 +175,8 @@ def test_preset_parameter_count_and_official_keys(preset):
 def test_sparnethd_quirks():
     with torch.device("meta"):
         network = SPARNet(SPARNET_PRESETS["sparnethd-2d"])
-    assert network.encoder[0].conv2d.out_channels == 102  # 512 // 5, §7.9
-    assert len(network.res_layers) == 9  # res_depth + 3 - down_steps, §3
+    assert network.encoder[0].conv2d.out_channels == 102  # 512 // 5, docs/specs/sparnet.md §7.9
+    assert len(network.res_layers) == 9  # res_depth + 3 - down_steps, docs/specs/sparnet.md §3
     assert network.encoder[1].att_func.b1_4.norm.norm.__class__ is nn.InstanceNorm2d
 
 
@@ -304,7 +305,8 @@ def test_feeding_the_16px_face_directly_fails_clearly():
 def test_adapter_resizes_16px_faces_like_the_official_loader():
     rng = np.random.default_rng(7)
     lr_uint8 = rng.integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
-    # The official path: PIL image -> resize(BICUBIC) -> ToTensor -> Normalize(.5, .5) (§5).
+    # The official path: PIL image -> resize(BICUBIC) -> ToTensor -> Normalize(.5, .5)
+    # (docs/specs/sparnet.md §5).
     upsampled = [Image.fromarray(img).resize((128, 128), Image.BICUBIC) for img in lr_uint8]
     expected = torch.stack([TF.normalize(TF.to_tensor(img), [0.5] * 3, [0.5] * 3) for img in upsampled])
     lr = torch.from_numpy(lr_uint8).permute(0, 3, 1, 2).float().div(255.0)

@@ -1,8 +1,8 @@
 """Consistency of a restored face with the photo: back-projection onto the low-resolution crop.
 
 The network's input was made from the HR face crop by Pillow's bicubic resize (antialiased when
-shrinking; dic.md §1, sparnet.md §5): ``lr = D(hr)``. A restored face ``f`` agrees with what the
-photo shows when it reproduces that input, ``D(f) = lr``. :func:`back_project` makes it so with
+shrinking; docs/specs/dic.md §1, docs/specs/sparnet.md §5): ``lr = D(hr)``. A restored face ``f`` agrees with
+what the photo shows when it reproduces that input, ``D(f) = lr``. :func:`back_project` makes it so with
 the smallest change (least squares): the change is ``Dᵀ (D Dᵀ)⁻¹ (lr − D(f))``, an image made of
 the downsampling kernel's smooth bumps, one per LR pixel. In frequency terms it corrects only the
 low-pass component of the face, what ``D`` sees; the component ``D`` cannot see (everything that

@@ -83,7 +83,7 @@ _CONVENTIONS_BY_NAME: Mapping[str, CropConvention] = {
 }
 
 #: ``landmark_square``: the side is this factor times the longer side of the 68 landmarks' box (the
-#: DIC training crops, spec dic.md §1 "crop face bbox").
+#: DIC training crops, docs/specs/dic.md §1 "crop face bbox").
 LANDMARK_SQUARE_ENLARGE = 1.3
 
 # --- calibrated detection → landmark_square model (benchmarks/calibrate_dic_crop.py) -----------------
@@ -102,7 +102,7 @@ CROP_LOOSENESS = 1.05
 #: FFHQ five-point template in the 512×512 aligned frame (eye centres, nose tip, mouth corners in
 #: RetinaFace order): the FFHQ 1024 template halved, the figures published with GFPGAN/facexlib for
 #: 512-px FFHQ alignment. SPARNetHD's own script aligns dlib's 5 points to ``FFHQ_template.npy``
-#: instead (spec sparnet.md §5, §7.15); with RetinaFace points this is the closest available frame.
+#: instead (docs/specs/sparnet.md §5, §7.15); with RetinaFace points this is the closest available frame.
 FFHQ_TEMPLATE_512 = np.array(
     [
         [192.98138, 239.94708],
@@ -169,7 +169,7 @@ def landmark_square_from_points68(points68: np.ndarray) -> Box:
 
     The landmarks' bounding box (min/max of the points), made square with side
     ``1.3 · max(width, height)`` around the bounding box centre, no rotation: how the DIC training
-    crops were cut (dic.md §1).
+    crops were cut (docs/specs/dic.md §1).
     """
     points = _points(points68, 68, "points68")
     low, high = points.min(axis=0), points.max(axis=0)
@@ -287,7 +287,7 @@ def warp_affine(image: np.ndarray, affine: np.ndarray, size: tuple[int, int]) ->
     Keys bicubic with a = −0.5 — the kernel of Pillow's bicubic *resize*, which reproduces linear
     ramps exactly (Pillow's affine ``transform`` uses a = −1 and does not) — in float, with taps
     clamped to the image edge. Output pixels whose preimage lies outside the image are 0 (the
-    black border of skimage's ``warp``, sparnet.md §5). No antialiasing: shrink first if needed.
+    black border of skimage's ``warp``, docs/specs/sparnet.md §5). No antialiasing: shrink first if needed.
     Only the output's pixels are computed, so warping out of a large photo costs O(output).
     """
     width, height = size
@@ -420,8 +420,8 @@ def crop_face(
         return FaceCrop(lr=lr, hr=hr, affine=affine, box=None, convention=convention)
     box = _square_box_for(target, convention)
     hr = _crop_resize(rgb, box, hr_size)
-    # Training LR = Pillow bicubic of the HR crop (dic.md §1, sparnet.md §5), here without the
-    # intermediate 8-bit rounding.
+    # Training LR = Pillow bicubic of the HR crop (docs/specs/dic.md §1, docs/specs/sparnet.md §5), here
+    # without the intermediate 8-bit rounding.
     lr = hr if lr_size == hr_size else np.clip(resize_float(hr, (lr_size, lr_size)), 0.0, 1.0)
     return FaceCrop(lr=lr, hr=hr, affine=box_affine(box, hr_size), box=box, convention=convention)
 

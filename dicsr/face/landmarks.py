@@ -1,7 +1,7 @@
 """Decoding landmark heatmaps into coordinates.
 
-Coordinate convention (the official one, spec §1 and §3): heatmap pixel index ``i`` corresponds to
-coordinate ``stride * i`` in the SR image (DIC: 32x32 heatmaps for 128x128 images, stride 4),
+Coordinate convention (the official one, docs/specs/dic.md §1 and §3): heatmap pixel index ``i`` corresponds
+to coordinate ``stride * i`` in the SR image (DIC: 32x32 heatmaps for 128x128 images, stride 4),
 because the training targets are Gaussians centred at ``landmark / 4`` on the integer heatmap
 grid. No half-pixel offset is applied. Points are ``(x, y)``.
 """
@@ -28,13 +28,14 @@ def _as_heatmap_batch(heatmaps: Tensor | np.ndarray) -> Tensor:
 def _peak_indices(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
     """Row and column of each channel's first maximum in row-major order."""
     width = heatmaps.shape[-1]
-    # torch.argmax returns the first maximal index, as ``np.where(h == h.max())[0]`` does (spec §3).
+    # torch.argmax returns the first maximal index, as ``np.where(h == h.max())[0]`` does
+    # (docs/specs/dic.md §3).
     flat_index = heatmaps.flatten(2).argmax(dim=2)
     return flat_index // width, flat_index % width
 
 
 def official_argmax_landmarks(heatmaps: Tensor | np.ndarray, *, stride: int = DIC_HEATMAP_STRIDE) -> Tensor:
-    """Landmarks exactly as the official ``get_peak_points(H) * 4`` (spec §3).
+    """Landmarks exactly as the official ``get_peak_points(H) * 4`` (docs/specs/dic.md §3).
 
     Args:
         heatmaps: B x K x h x w heatmaps (tensor or array, any float dtype).
@@ -75,8 +76,8 @@ def subpixel_landmarks(heatmaps: Tensor | np.ndarray, *, stride: int = DIC_HEATM
     """Landmarks refined to sub-pixel precision around the official argmax.
 
     Along x and along y independently, fits a parabola to the log of the peak and its two
-    neighbours (exact for Gaussian heatmaps such as DIC's training targets, spec §1), falling back
-    to the raw values where a sample is not positive; the refinement is limited to ±0.5 heatmap
+    neighbours (exact for Gaussian heatmaps such as DIC's training targets, docs/specs/dic.md §1), falling
+    back to the raw values where a sample is not positive; the refinement is limited to ±0.5 heatmap
     pixels, so the result stays within half a heatmap pixel of :func:`official_argmax_landmarks`.
 
     Args:

@@ -6,7 +6,7 @@ visible edge) and is 0 near the border of the crop, where bicubic warping reads 
 * :func:`rounded_square_mask` — for every network: a rounded square (super-ellipse, p = 4) over the
   crop, defined analytically so that paste-back evaluates it at every output pixel.
 * :func:`landmark_mask` — face-shaped, for networks that predict 68 landmarks in the iBUG layout
-  (jaw 0–16, brows 17–26, nose 27–35, eyes 36–47, mouth 48–67; dic.md §2.3): the convex hull of
+  (jaw 0–16, brows 17–26, nose 27–35, eyes 36–47, mouth 48–67; docs/specs/dic.md §2.3): the convex hull of
   the landmarks with the brows raised a little (the forehead), feathered outwards, so the restored
   area follows the face instead of the crop square.
 
@@ -41,7 +41,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Rounded-square mask radii, as a fraction of the half-side, measured with a super-ellipse norm
-#: (p = 4). The DIC crop is the landmark box enlarged 1.3× (dic.md §1), so the face itself reaches
+#: (p = 4). The DIC crop is the landmark box enlarged 1.3× (docs/specs/dic.md §1), so the face itself reaches
 #: ≈ 0.77: the mask is fully opaque to 0.72 and fades out by 0.96, keeping clear of the last face
 #: pixels, where bicubic warping reads beyond the crop.
 FEATHER_INNER = 0.72
@@ -61,7 +61,7 @@ LANDMARK_FEATHER = 0.16
 #: few points, or mostly outside the crop): :func:`mask_for_face` falls back to the rounded square.
 LANDMARK_MIN_AREA = 0.10
 
-# iBUG 68 layout (dic.md §2.3): jaw 0–16 (8 is the chin), brows 17–26.
+# iBUG 68 layout (docs/specs/dic.md §2.3): jaw 0–16 (8 is the chin), brows 17–26.
 _CHIN = 8
 _BROWS = slice(17, 27)
 

@@ -1,6 +1,6 @@
 """Paste restored faces back into the upscaled photo, through feathered masks, with controls.
 
-The official SPARNetHD script pastes with a hard, binary mask (sparnet.md §5, step 5), which leaves
+The official SPARNetHD script pastes with a hard, binary mask (docs/specs/sparnet.md §5, step 5), which leaves
 a visible square seam. Here each face gets a smooth mask defined in its own face frame
 (:mod:`dicsr.face.mask`): by default the rounded square, evaluated analytically at every output
 pixel (no interpolation ringing, no straight edges); or a mask given per face in face

@@ -2,8 +2,9 @@
 
 A family's network takes and returns tensors in its *official* value space (for example RGB minus
 a dataset mean, or [-1, 1]). Nothing outside the family's adapter knows those constants: the
-pipeline hands every adapter NCHW float RGB in [0, 1] and gets [0, 1] back (STYLE.md, "network
-boundary").
+pipeline hands every adapter NCHW float RGB in [0, 1] and gets [0, 1] back. That boundary is the
+one convention every family shares, so that the pipeline, the engines and the tests never need to
+know a family's value space.
 """
 
 from __future__ import annotations

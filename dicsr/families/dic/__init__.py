@@ -27,8 +27,8 @@ __all__ = ["CELEBA_MEAN", "DIC", "FAMILY", "DICAdapter", "DICConfig", "DICOutput
 #: (about 300 MB per face at the native 16 px, so about 5 GB at 64 px).
 MAX_LR_SIZE = 64
 
-# 16 -> 128 on 1.3x landmark squares (dic.md §1, §3). Peak activation memory of one face in float32,
-# measured on the CPU: ~285 MB (dic.md §5), rounded up.
+# 16 -> 128 on 1.3x landmark squares (docs/specs/dic.md §1, §3). Peak activation memory of one face in
+# float32, measured on the CPU: ~285 MB (docs/specs/dic.md §5), rounded up.
 _PRESET = Preset(DIC_PRESETS["dic"], lr_size=16, hr_size=128, crop="landmark_square", num_landmarks=68,
                  bytes_per_face=300e6)
 
@@ -41,7 +41,7 @@ class DICFamily(Family):
         return _checkpoint.recognises(state_dict)
 
     def candidate_configs(self, state_dict: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
-        """The one layout readable from the checkpoint's shapes (dic.md §4)."""
+        """The one layout readable from the checkpoint's shapes (docs/specs/dic.md §4)."""
         return [_checkpoint.infer_config(state_dict)]
 
     def custom_preset(self, arch_config: Mapping[str, Any]) -> Preset:
@@ -50,7 +50,7 @@ class DICFamily(Family):
                       _PRESET.num_landmarks, _PRESET.bytes_per_face)
 
     def check_sizes(self, config: ModelConfig, arch_config: Any) -> None:
-        """The network is fully convolutional: an LR side divisible by 8 (spec §2.4) up to
+        """The network is fully convolutional: an LR side divisible by 8 (docs/specs/dic.md §2.4) up to
         ``MAX_LR_SIZE``, and HR = 8 x LR."""
         if config.lr_size % 8 or config.lr_size > MAX_LR_SIZE:
             raise CheckpointError(
@@ -67,7 +67,7 @@ class DICFamily(Family):
         return config.num_landmarks == 68 and config.crop != "ffhq"
 
     def recrop_box(self, landmarks: np.ndarray) -> Box:
-        """The training box (square around the 68 landmarks, enlarged 1.3x, dic.md §1)."""
+        """The training box (square around the 68 landmarks, enlarged 1.3x, docs/specs/dic.md §1)."""
         return landmark_square_from_points68(landmarks)
 
 

@@ -1,7 +1,7 @@
 """Adapter for DIC / DICGAN: the CelebA-mean normalisation, official quantisation, and dtype support.
 
 The network (:class:`dicsr.families.dic.DIC`) works on RGB in [0, 1] minus the CelebA mean, without
-std division (spec §3); this adapter is the only place that knows that constant.
+std division (docs/specs/dic.md §3); this adapter is the only place that knows that constant.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dicsr.families._adapter import NetworkAdapter, NetworkOutput
 __all__ = ["CELEBA_MEAN", "DICAdapter", "official_uint8"]
 
 #: Per-channel RGB mean subtracted by every official DIC dataset (``transforms.Normalize`` with
-#: std 1, rgb_range 1; spec §1, §3).
+#: std 1, rgb_range 1; docs/specs/dic.md §1, §3).
 CELEBA_MEAN: tuple[float, float, float] = (0.509, 0.424, 0.378)
 
 # How far (in 8-bit steps) ``255 * x`` may be from an integer for ``x`` to count as an 8-bit level;
@@ -48,7 +48,7 @@ class DICAdapter(NetworkAdapter):
 
     @staticmethod
     def normalisation() -> dict[str, Any]:
-        """RGB in [0, 1] minus the CelebA mean, std 1 (spec §3)."""
+        """RGB in [0, 1] minus the CelebA mean, std 1 (docs/specs/dic.md §3)."""
         return {"space": "rgb01_minus_mean", "mean": list(CELEBA_MEAN), "std": [1.0, 1.0, 1.0]}
 
     # -- value spaces --------------------------------------------------------------------------
@@ -62,8 +62,8 @@ class DICAdapter(NetworkAdapter):
         """[0, 1] RGB -> the network's input space, in float32.
 
         The official loader scales uint8 pixels by multiplying with ``rgb_range / 255`` in float32
-        and then subtracts the float32 mean (``Normalize(mean, 1)``, spec §3). ``k * (1/255)`` and
-        the more common ``k / 255`` differ by one float32 ulp for about half of the 256 levels, so
+        and then subtracts the float32 mean (``Normalize(mean, 1)``, docs/specs/dic.md §3). ``k * (1/255)``
+        and the more common ``k / 255`` differ by one float32 ulp for about half of the 256 levels, so
         values that are 8-bit levels (``k/255`` up to float rounding) are mapped to the official
         ``k * (1/255)`` first: decoded images then reproduce the official input bit for bit, and
         any other value (a resampled crop) passes unchanged.
@@ -76,7 +76,7 @@ class DICAdapter(NetworkAdapter):
 
     @classmethod
     def from_network_space(cls, sr: torch.Tensor) -> torch.Tensor:
-        """Network output -> [0, 1] RGB in float32: add the mean back, then clamp (spec §3).
+        """Network output -> [0, 1] RGB in float32: add the mean back, then clamp (docs/specs/dic.md §3).
 
         The official code quantises without clamping first; clamping to [0, 1] before
         :func:`official_uint8` gives the identical uint8 image.
@@ -103,7 +103,7 @@ class DICAdapter(NetworkAdapter):
 
 
 def official_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``(images * 255).clamp(0, 255).round()`` as uint8, the official ``quantize`` (spec §3).
+    """``(images * 255).clamp(0, 255).round()`` as uint8, the official ``quantize`` (docs/specs/dic.md §3).
 
     ``torch.round`` rounds half to even, as the official code does. The golden tests compare
     outputs with the official uint8 images through this; the pipeline quantises its own way.

@@ -1,4 +1,4 @@
-"""Recognising official DIC / DICGAN checkpoints and reading their layout (dic.md §4).
+"""Recognising official DIC / DICGAN checkpoints and reading their layout (docs/specs/dic.md §4).
 
 The official key names are dicsr's (the network repeats them), so there is no key conversion.
 """
@@ -26,7 +26,8 @@ def recognises(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 
 def infer_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """DIC hyper-parameters readable from shapes (dic.md §4); steps and scale keep their defaults."""
+    """DIC hyper-parameters readable from shapes (docs/specs/dic.md §4); steps and scale keep their
+    defaults."""
     defaults = dataclasses.asdict(DICConfig())
     conv_in = state_dict["conv_in.0.weight"]
     return {

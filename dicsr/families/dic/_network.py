@@ -1,23 +1,23 @@
 """DIC / DICGAN generator (Ma et al., "Deep Face Super-Resolution with Iterative Collaboration
 between Attentive Recovery and Landmark Estimation", CVPR 2020), exact to the official code.
 
-Every fact below comes from ``shared/specs/dic.md`` ("spec §n"), which describes the official
-``Maclory/Deep-Iterative-Collaboration`` code. The network works in the official value space: RGB in
-[0, 1] minus the CelebA mean, no std division (spec §3); the adapter in :mod:`dicsr.families.dic`
-owns that normalisation.
+Every fact below comes from docs/specs/dic.md, the specification of the official
+``Maclory/Deep-Iterative-Collaboration`` code, cited by section ("docs/specs/dic.md §2.1"). The network works
+in the official value space: RGB in [0, 1] minus the CelebA mean, no std division (docs/specs/dic.md §3); the
+adapter in :mod:`dicsr.families.dic` owns that normalisation.
 
 Module and attribute names (``conv_in``, ``first_block``, ``block``, ``upBlocks``, ``fusion_block``,
-``HG``, ``hg``, ``res4_1``, ...) deliberately repeat the official ones, including their
-non-PEP-8 spelling and ``nn.Sequential`` indices: the state-dict keys must equal the official keys
-and shapes (spec §4, 296 tensors), so official checkpoints load with ``strict=True`` and no renaming
+``HG``, ``hg``, ``res4_1``, ...) deliberately repeat the official ones, including their non-PEP-8
+spelling and ``nn.Sequential`` indices: the state-dict keys must equal the official keys and shapes
+(docs/specs/dic.md §4, 296 tensors), so official checkpoints load with ``strict=True`` and no renaming
 table.
 
 Differences from the official code that do not change any number:
 
-* no recurrent state on the module: the official ``block.last_hidden`` attribute (spec §2) becomes
-  an explicit argument, so one module can serve several threads at once;
+* no recurrent state on the module: the official ``block.last_hidden`` attribute (docs/specs/dic.md §2)
+  becomes an explicit argument, so one module can serve several threads at once;
 * the channel concatenations inside the projection units are written once into a preallocated
-  stack instead of re-concatenating all previous groups in every group (spec §2.1), and the
+  stack instead of re-concatenating all previous groups in every group (docs/specs/dic.md §2.1), and the
   projection units run image by image reusing one 256x256 stack per forward, so the largest
   temporaries are neither reallocated nor multiplied by the batch;
 * residual sums, ReLUs and (at CPU inference) PReLUs run in place on freshly computed tensors (never
@@ -46,7 +46,9 @@ __all__ = ["DIC", "DIC_PRESETS", "DICConfig", "DICOutput", "merge_heatmaps"]
 
 @dataclass(frozen=True)
 class DICConfig:
-    """Hyper-parameters of the DIC generator (the ``networks`` block of the official options, spec §1).
+    """Hyper-parameters of the DIC generator (the ``networks`` block of the official options).
+
+    The same in all released configurations (docs/specs/dic.md §1).
 
     Attributes:
         in_channels: image channels in (RGB).
@@ -55,7 +57,7 @@ class DICConfig:
         num_steps: recurrent steps T.
         num_groups: projection groups G in each feedback block.
         hg_num_features: width F of the recurrent hourglass (its hidden state).
-        num_keypoints: landmarks K (only the 68-point iBUG layout is implemented, spec §2.3).
+        num_keypoints: landmarks K (only the 68-point iBUG layout is implemented, docs/specs/dic.md §2.3).
         num_fusion_blocks: residual blocks in the attentive fusion module.
         scale: upscaling factor (only 8 is implemented, as in the official code).
     """
@@ -84,19 +86,19 @@ class DICConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"DICConfig.{name} must be a positive integer, got {value!r}")
         if self.scale != 8:
-            # The official DIC raises NotImplementedError for any other scale (spec §1).
+            # The official DIC raises NotImplementedError for any other scale (docs/specs/dic.md §1).
             raise ValueError(f"DIC only supports scale 8 (as the official code), got {self.scale!r}")
         if self.num_keypoints != 68:
             # The attention groups are defined for the 68-point layout only; the official 194-point
-            # branch is dead code for every released configuration (spec §2.3).
+            # branch is dead code for every released configuration (docs/specs/dic.md §2.3).
             raise ValueError(f"DIC only supports 68 keypoints, got {self.num_keypoints!r}")
         if self.hg_num_features % 2:
             raise ValueError(f"DICConfig.hg_num_features must be even, got {self.hg_num_features}")
 
 
 #: Released configurations. DIC and DICGAN, trained on CelebA or Helen, all build this identical
-#: generator (the ``networks`` block is the same in all eight official option files, spec §1), so one
-#: preset serves the four official checkpoints.
+#: generator (the ``networks`` block is the same in all eight official option files, docs/specs/dic.md §1), so
+#: one preset serves the four official checkpoints.
 DIC_PRESETS: dict[str, DICConfig] = {"dic": DICConfig()}
 
 
@@ -118,7 +120,7 @@ class DICOutput(NamedTuple):
 
 
 def _prelu() -> nn.PReLU:
-    # One learnable slope per layer, initialised to 0.2 (spec §2, "Notation").
+    # One learnable slope per layer, initialised to 0.2 (docs/specs/dic.md §2, "Notation").
     return nn.PReLU(num_parameters=1, init=0.2)
 
 
@@ -192,7 +194,7 @@ def _conv_prelu(
 def _deconv_prelu(
     in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int
 ) -> _ConvPReLU:
-    """Official ``DeconvBlock`` with PReLU; output side (H - 1)·s − 2p + k (spec §6.1)."""
+    """Official ``DeconvBlock`` with PReLU; output side (H - 1)·s − 2p + k (docs/specs/dic.md §6.1)."""
     return _ConvPReLU(nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding), _prelu())
 
 
@@ -216,11 +218,13 @@ def _empty_stack(like: Tensor, channels: int, height: int, width: int) -> Tensor
     )
 
 
-# --- attentive fusion (spec §2.2) ---------------------------------------------------------------
+# --- attentive fusion (docs/specs/dic.md §2.2)
+# ---------------------------------------------------------------
 
 
 class _GroupedResBlock(nn.Module):
-    """``u + conv(lrelu(conv(u)))`` with grouped 3x3 convolutions, residual scale 1 (spec §2.2)."""
+    """``u + conv(lrelu(conv(u)))`` with grouped 3x3 convolutions, residual scale 1
+    (docs/specs/dic.md §2.2)."""
 
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
@@ -236,21 +240,22 @@ class _GroupedResBlock(nn.Module):
 
 class FeatureHeatmapFusion(nn.Module):
     """Attentive fusion: one private feature branch per facial component, mixed by a per-pixel
-    softmax over the components (official ``FeatureHeatmapFusingBlock``, spec §2.2)."""
+    softmax over the components (official ``FeatureHeatmapFusingBlock``, docs/specs/dic.md §2.2)."""
 
     def __init__(self, num_features: int, num_components: int, num_blocks: int) -> None:
         super().__init__()
         self.num_components = num_components
         width = num_features * num_components
         self.conv_in = nn.Sequential(nn.Conv2d(num_features, width, 1), nn.LeakyReLU(0.2, inplace=True))
-        # groups = num_components: channel block p is a private branch of component p (spec §2.2).
+        # groups = num_components: channel block p is a private branch of component p
+        # (docs/specs/dic.md §2.2).
         self.resnet = nn.Sequential(*(_GroupedResBlock(width, num_components) for _ in range(num_blocks)))
 
     def forward(self, features: Tensor, component_maps: Tensor) -> Tensor:
         """Fuse B x C x h x w ``features`` under B x P x h x w ``component_maps`` (pre-softmax)."""
         branches = self.resnet(self.conv_in(features))
         b, _, h, w = branches.shape
-        # Softmax over the P components per pixel, no temperature (spec §2.2). Done in float32 so
+        # Softmax over the P components per pixel, no temperature (docs/specs/dic.md §2.2). Done in float32 so
         # half-precision runs get an accurate attention; a no-op for float32.
         attention = torch.softmax(component_maps.float(), dim=1).to(branches.dtype)
         branches = branches.view(b, self.num_components, -1, h, w)
@@ -258,7 +263,7 @@ class FeatureHeatmapFusion(nn.Module):
 
 
 # Heatmap channel ranges of the five facial components of the 68-point iBUG layout, 0-based and
-# end-exclusive, in the official order (spec §2.3). "Silhouette" includes both eyebrows (17-26).
+# end-exclusive, in the official order (docs/specs/dic.md §2.3). "Silhouette" includes both eyebrows (17-26).
 _COMPONENTS_68 = (
     (36, 42),  # "left eye" (image-left, the subject's right eye)
     (42, 48),  # "right eye"
@@ -267,7 +272,7 @@ _COMPONENTS_68 = (
     (0, 27),  # jaw 0-16 plus eyebrows 17-26
 )
 # Per-channel maxima below this are replaced by it before normalising (a clamp, not an epsilon:
-# negative maxima also become 0.05, spec §2.3 and §6.6).
+# negative maxima also become 0.05, docs/specs/dic.md §2.3 and §6.6).
 _HEATMAP_MIN_PEAK = 0.05
 
 
@@ -275,7 +280,7 @@ def merge_heatmaps(heatmaps: Tensor) -> Tensor:
     """B x 68 x h x w heatmaps -> B x 5 x h x w component maps (official ``merge_heatmap_5``).
 
     Each channel is divided by its spatial maximum clamped to at least 0.05, then the channels of
-    each facial component are summed (spec §2.3). Computed in float32.
+    each facial component are summed (docs/specs/dic.md §2.3). Computed in float32.
     """
     heatmaps = heatmaps.float()
     peaks = heatmaps.flatten(2).amax(dim=2).clamp_min(_HEATMAP_MIN_PEAK)
@@ -283,15 +288,16 @@ def merge_heatmaps(heatmaps: Tensor) -> Tensor:
     return torch.stack([normalised[:, lo:hi].sum(dim=1) for lo, hi in _COMPONENTS_68], dim=1)
 
 
-# --- recurrent SR block (spec §2.1) -------------------------------------------------------------
+# --- recurrent SR block (docs/specs/dic.md §2.1)
+# -------------------------------------------------------------
 
 
 class FeedbackBlock(nn.Module):
-    """SRFBN projection feedback block at scale 8 (spec §2.1).
+    """SRFBN projection feedback block at scale 8 (docs/specs/dic.md §2.1).
 
     ``first_block`` (step 0) compresses the features alone; ``block`` (steps >= 1) compresses
     ``cat[features, hidden]`` and passes the result through the attentive fusion, whose output
-    *replaces* L0 (no skip around it, spec §6.5).
+    *replaces* L0 (no skip around it, docs/specs/dic.md §6.5).
     """
 
     def __init__(
@@ -307,7 +313,7 @@ class FeedbackBlock(nn.Module):
         c = num_features
         self.num_features = num_features
         self.num_groups = num_groups
-        # Scale 8 -> projection kernel 12, stride 8, padding 2: 32x32 <-> 256x256 (spec §2.1).
+        # Scale 8 -> projection kernel 12, stride 8, padding 2: 32x32 <-> 256x256 (docs/specs/dic.md §2.1).
         self.projection = kernel, stride, padding = 12, 8, 2
         self.compress_in = _conv_prelu(2 * c if recurrent else c, c, 1)
         self.upBlocks = nn.ModuleList(_deconv_prelu(c, c, kernel, stride, padding) for _ in range(num_groups))
@@ -315,7 +321,7 @@ class FeedbackBlock(nn.Module):
         self.uptranBlocks = nn.ModuleList(_conv_prelu(c * (g + 1), c, 1) for g in range(1, num_groups))
         self.downtranBlocks = nn.ModuleList(_conv_prelu(c * (g + 1), c, 1) for g in range(1, num_groups))
         self.compress_out = _conv_prelu(num_groups * c, c, 1)
-        # Registered last to keep the official state-dict order (spec §4).
+        # Registered last to keep the official state-dict order (docs/specs/dic.md §4).
         self.fusion_block = (
             FeatureHeatmapFusion(c, num_components, num_fusion_blocks)
             if num_fusion_blocks is not None
@@ -342,7 +348,7 @@ class FeedbackBlock(nn.Module):
         else:
             if hidden is None or component_maps is None:
                 raise ValueError("the recurrent feedback block needs the hidden state and component maps")
-            # cat order: features first, hidden second (spec §2.1, §6.4).
+            # cat order: features first, hidden second (docs/specs/dic.md §2.1, §6.4).
             first = self.fusion_block(self.compress_in(torch.cat([features, hidden], dim=1)), component_maps)
 
         # The projection units run one image at a time: the 256x256 maps give the cores enough
@@ -379,7 +385,7 @@ class FeedbackBlock(nn.Module):
         """Up/down projection groups for one image (1 x C x h x w L0); ``high`` is scratch space."""
         c, groups = self.num_features, self.num_groups
         # ``low[:, :c*(g+1)]`` is cat(L0..Lg) and ``high[:, :c*(g+1)]`` is cat(H0..Hg), oldest
-        # first (spec §2.1): each map is written once instead of re-concatenated in every group.
+        # first (docs/specs/dic.md §2.1): each map is written once instead of re-concatenated in every group.
         low = _empty_stack(first, c * (groups + 1), *first.shape[-2:])
         low[:, :c].copy_(first)
         for g in range(groups):
@@ -392,14 +398,15 @@ class FeedbackBlock(nn.Module):
             high[:, c * g : c * (g + 1)].copy_(up)
             down_in = high[:, : c * (g + 1)]
             if g > 0:
-                # The 1x1 convolution at 256x256 over cat(H0..Hg) (spec §2.1).
+                # The 1x1 convolution at 256x256 over cat(H0..Hg) (docs/specs/dic.md §2.1).
                 down_in = _pointwise_conv_prelu(self.downtranBlocks[g - 1], down_in)
             low[:, c * (g + 1) : c * (g + 2)].copy_(self.downBlocks[g](down_in))
-        # compress_out sees L1..LG: L0 is excluded (spec §2.1, §6.4).
+        # compress_out sees L1..LG: L0 is excluded (docs/specs/dic.md §2.1, §6.4).
         return self.compress_out(low[:, c:])
 
     def _project_concatenating(self, first: Tensor) -> Tensor:
-        """The projection groups as the official code writes them, for training and export (spec §2.1).
+        """The projection groups as the official code writes them, for training and export
+        (docs/specs/dic.md §2.1).
 
         Every group concatenates its predecessors afresh (see :func:`_needs_concatenating_path`).
         """
@@ -412,13 +419,13 @@ class FeedbackBlock(nn.Module):
         return self.compress_out(torch.cat(lows[1:], dim=1))
 
 
-# --- recurrent hourglass alignment branch (spec §2.4) ------------------------------------------
+# --- recurrent hourglass alignment branch (docs/specs/dic.md §2.4) ------------------------------------------
 
 
 class ResidualBlock(nn.Module):
-    """Hourglass residual block without BN: ``skip(x) + 1x1(3x3(relu(1x1(x))))`` (spec §2.4).
+    """Hourglass residual block without BN: ``skip(x) + 1x1(3x3(relu(1x1(x))))`` (docs/specs/dic.md §2.4).
 
-    There is no ReLU after the 3x3 convolution nor after the sum (spec §6.7).
+    There is no ReLU after the 3x3 convolution nor after the sum (docs/specs/dic.md §6.7).
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -438,7 +445,7 @@ class ResidualBlock(nn.Module):
 
 
 class Lin(nn.Module):
-    """``relu(conv1x1(x))`` (official ``Lin``, spec §2.4)."""
+    """``relu(conv1x1(x))`` (official ``Lin``, docs/specs/dic.md §2.4)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -453,14 +460,14 @@ class HourGlass(nn.Module):
 
     ``level(n, x) = res{n}_1(x) + up2(res{n}_3(inner(res{n}_2(maxpool2(x)))))`` where ``inner`` is
     level n-1 or, at n = 1, ``res_center``; ``up2`` is bilinear with ``align_corners=True``
-    (spec §2.4, §6.3).
+    (docs/specs/dic.md §2.4, §6.3).
     """
 
     def __init__(self, depth: int, num_features: int) -> None:
         super().__init__()
         self.depth = depth
         # Registration order = official state-dict order: n_1, n_2 going down, then the centre,
-        # then the n_3 blocks coming back up (spec §4).
+        # then the n_3 blocks coming back up (docs/specs/dic.md §4).
         for n in range(depth, 0, -1):
             self.add_module(f"res{n}_1", ResidualBlock(num_features, num_features))
             self.add_module(f"res{n}_2", ResidualBlock(num_features, num_features))
@@ -480,7 +487,8 @@ class HourGlass(nn.Module):
 
 
 class FeedbackHourGlass(nn.Module):
-    """Recurrent landmark estimator on the SR image (official ``FeedbackHourGlass``, spec §2.4)."""
+    """Recurrent landmark estimator on the SR image (official ``FeedbackHourGlass``,
+    docs/specs/dic.md §2.4)."""
 
     def __init__(self, num_features: int, num_keypoints: int, in_channels: int = 3) -> None:
         super().__init__()
@@ -494,7 +502,7 @@ class FeedbackHourGlass(nn.Module):
             ResidualBlock(f // 2, f // 2),
             ResidualBlock(f // 2, f),
         )
-        # No activation after compress_in (spec §6.7).
+        # No activation after compress_in (docs/specs/dic.md §6.7).
         self.compress_in = nn.Conv2d(2 * f, 2 * f, 1)
         self.hg = HourGlass(4, 2 * f)
         self.hg_conv_out = nn.Sequential(ResidualBlock(f, f), Lin(f, f), nn.Conv2d(f, num_keypoints, 1))
@@ -503,10 +511,10 @@ class FeedbackHourGlass(nn.Module):
         """Mean-subtracted B x 3 x H x W image (+ previous hidden) -> (heatmaps, new hidden)."""
         features = self.pre_conv_block(image)
         # cat order [image features, hidden]; at the first step the features stand in for the
-        # missing hidden state (spec §2.4, §6.4).
+        # missing hidden state (docs/specs/dic.md §2.4, §6.4).
         previous = features if hidden is None else hidden
         joint = self.hg(self.compress_in(torch.cat([features, previous], dim=1)))
-        # First half -> heatmaps, second half -> hidden state (spec §2.4).
+        # First half -> heatmaps, second half -> hidden state (docs/specs/dic.md §2.4).
         heatmaps = self.hg_conv_out(joint[:, : self.num_features])
         return heatmaps, joint[:, self.num_features :]
 
@@ -516,21 +524,22 @@ class FeedbackHourGlass(nn.Module):
 
 class DIC(nn.Module):
     """DIC / DICGAN generator: recurrent SR branch and recurrent hourglass that exchange attention
-    (spec §2). Stateless between calls, so safe to call from several threads at once."""
+    (docs/specs/dic.md §2). Stateless between calls, so safe to call from several threads at once."""
 
     def __init__(self, config: DICConfig = DICConfig()) -> None:  # a frozen dataclass: safe default
         super().__init__()
         self.config = config
         c = config.num_features
-        # G1: 3x3 conv to 4C then pixel-shuffle x2: features live on a 2xLR grid (spec §2, §6.1-2).
+        # G1: 3x3 conv to 4C then pixel-shuffle x2: features live on a 2xLR grid
+        # (docs/specs/dic.md §2, §6.1–§6.2).
         self.conv_in = _conv_prelu(config.in_channels, 4 * c, 3, padding=1)
         self.feat_in = nn.PixelShuffle(2)
-        # first_block (step 0) and block (steps >= 1) are different weights (spec §6.4).
+        # first_block (step 0) and block (steps >= 1) are different weights (docs/specs/dic.md §6.4).
         self.first_block = FeedbackBlock(c, config.num_groups, recurrent=False)
         self.block = FeedbackBlock(
             c, config.num_groups, recurrent=True, num_fusion_blocks=config.num_fusion_blocks
         )
-        # G2: deconv(8, 4, 2) x4 with PReLU, then a 3x3 conv without activation (spec §2, §6.7).
+        # G2: deconv(8, 4, 2) x4 with PReLU, then a 3x3 conv without activation (docs/specs/dic.md §2, §6.7).
         self.out = _deconv_prelu(c, c, 8, 4, 2)
         self.conv_out = nn.Sequential(nn.Conv2d(c, config.out_channels, 3, padding=1))
         self.HG = FeedbackHourGlass(config.hg_num_features, config.num_keypoints, config.out_channels)
@@ -541,7 +550,7 @@ class DIC(nn.Module):
                 f"DIC expects a B x {self.config.in_channels} x H x W batch, got shape {tuple(x.shape)}"
             )
         # The hourglass halves the 8x image six times (stride-2 conv, max-pool, 4 levels): the SR
-        # side must be divisible by 64, i.e. the LR side by 8 (spec §2.4).
+        # side must be divisible by 64, i.e. the LR side by 8 (docs/specs/dic.md §2.4).
         if x.shape[-2] % 8 or x.shape[-1] % 8:
             raise ValueError(f"DIC needs LR height and width divisible by 8, got {tuple(x.shape[-2:])}")
 
@@ -550,7 +559,7 @@ class DIC(nn.Module):
 
         Args:
             x: B x 3 x h x w LR images in the official space (RGB in [0, 1] minus the CelebA mean,
-                spec §3); h and w divisible by 8 (native 16).
+                docs/specs/dic.md §3); h and w divisible by 8 (native 16).
             all_steps: keep every recurrent step's outputs; with ``False`` only the final step is
                 returned (1-tuples) and earlier ones are freed as soon as possible.
 
@@ -559,7 +568,8 @@ class DIC(nn.Module):
             the heatmaps (B x 68 x 2h x 2w) of the kept steps.
         """
         self._check_input(x)
-        # Global residual: bilinear x8, half-pixel (align_corners=False), computed once (spec §2, §6.3).
+        # Global residual: bilinear x8, half-pixel (align_corners=False), computed once
+        # (docs/specs/dic.md §2, §6.3).
         upsampled = F.interpolate(x, scale_factor=self.config.scale, mode="bilinear", align_corners=False)
         features = self.feat_in(self.conv_in(x))
 
@@ -575,10 +585,10 @@ class DIC(nn.Module):
             if step == 0:
                 sr_hidden = self.first_block(features, scratch=scratch)
             else:
-                # Attention from the previous step's heatmaps, not detached (spec §2.3, §6.12).
+                # Attention from the previous step's heatmaps, not detached (docs/specs/dic.md §2.3, §6.12).
                 sr_hidden = self.block(features, sr_hidden, merge_heatmaps(heatmaps), scratch=scratch)
             sr = self.conv_out(self.out(sr_hidden)).add_(upsampled)
-            # The hourglass sees the raw, unclamped mean-subtracted SR image (spec §6.9).
+            # The hourglass sees the raw, unclamped mean-subtracted SR image (docs/specs/dic.md §6.9).
             heatmaps, hg_hidden = self.HG(sr, hg_hidden)
             if all_steps or step == self.config.num_steps - 1:
                 sr_steps.append(sr)

@@ -7,7 +7,8 @@ from dicsr.families._family import GOOGLE_DRIVE, Origin, ZooEntry
 __all__ = ["ZOO"]
 
 _REPOSITORY = "https://github.com/Maclory/Deep-Iterative-Collaboration"
-# dic.md §4: the README's Google Drive / Baidu folders ("models"); file names are not in the README.
+# docs/specs/dic.md §4: the README's Google Drive / Baidu folders ("models"); file names are not in the
+# README.
 _DRIVE = "https://drive.google.com/open?id=1Q1T1smMDRMO1NcjkxbZvotOX93YIVp5e"
 _MIRRORS = ("https://pan.baidu.com/s/14zJ_lY8iFmk3csHYZmut7Q (extraction code 6qhx)", _REPOSITORY)
 # The README's Drive link is this shared folder; the checkpoints sit in its "models" sub-folder.
@@ -20,7 +21,8 @@ def _entry(*, name: str, filename: str, training_data: str, description: str) ->
     return ZooEntry(
         name=name,
         preset="dic",
-        # dic.md §4: probable released names (README/issues), not verified against the Drive folder.
+        # docs/specs/dic.md §4: probable released names (README/issues), not verified against the Drive
+        # folder.
         official_filename=filename,
         official_source=_DRIVE,
         training_data=training_data,

@@ -29,7 +29,7 @@ _BYTES_PER_FACE_HD = 1.6e9
 
 # SPARNet and Light: 16 -> 128 on CelebA face squares (the adapter up-samples the 16 px face to the
 # layout's 128 px in_size like the official loader); SPARNetHD: 512 -> 512 FFHQ-aligned
-# (sparnet.md §1, §5).
+# (docs/specs/sparnet.md §1, §5).
 _PRESETS = {
     name: Preset(SPARNET_PRESETS[name], 16, 128, "landmark_square", bytes_per_face=_BYTES_PER_FACE_128)
     for name in ("sparnet", "sparnet-light")
@@ -47,7 +47,7 @@ class SPARNetFamily(Family):
         return _checkpoint.recognises(state_dict)
 
     def candidate_configs(self, state_dict: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
-        """Layouts consistent with the checkpoint's blocks, widths and norms (sparnet.md §3)."""
+        """Layouts consistent with the checkpoint's blocks, widths and norms (docs/specs/sparnet.md §3)."""
         return _checkpoint.candidate_configs(state_dict)
 
     def converted_shapes(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -55,7 +55,8 @@ class SPARNetFamily(Family):
         return _checkpoint.converted_shapes(state_dict)
 
     def convert_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Fold SPARNetHD's spectral norm; every other key is already the network's (sparnet.md §3)."""
+        """Fold SPARNetHD's spectral norm; every other key is already the network's
+        (docs/specs/sparnet.md §3)."""
         return _checkpoint.convert_state_dict(state_dict)
 
     def custom_preset(self, arch_config: Mapping[str, Any]) -> Preset:

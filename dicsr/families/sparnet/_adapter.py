@@ -1,16 +1,17 @@
 """Adapter for SPARNet, SPARNet-Light and SPARNetHD: the official test-script pre/post-processing.
 
 The pipeline hands every adapter RGB in [0, 1] and takes [0, 1] back; this module is the one place
-that knows SPARNet's conventions (``shared/specs/sparnet.md`` §5, "§" below):
+that knows SPARNet's conventions (docs/specs/sparnet.md §5):
 
 * SPARNet / Light (``lr_size`` 16, ``in_size`` 128): the official data loader reads the 16 px face as
   uint8 and up-samples it with **PIL** bicubic to 128 px, re-quantised to uint8, before
   ``ToTensor`` + ``Normalize(.5, .5)``. PIL's bicubic (a = -0.5, 8-bit fixed point) differs from
   torch's, so PIL itself is used.
-* SPARNetHD (``lr_size`` = ``in_size`` = 512): the aligned low-quality face goes straight to
-  [-1, 1] without re-quantisation, as in the official single-image script (§5, unaligned script 3).
+* SPARNetHD (``lr_size`` = ``in_size`` = 512): the aligned low-quality face goes straight to [-1, 1]
+  without re-quantisation, as in the official single-image script (docs/specs/sparnet.md §5, unaligned
+  script 3).
 * Output: ``(x + 1) / 2`` clamped to [0, 1]; :func:`official_uint8` truncates like the official
-  ``tensor_to_img`` (§5.5).
+  ``tensor_to_img`` (docs/specs/sparnet.md §5.5).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = [
     "uint8_to_network_space",
 ]
 
-# torchvision's Normalize((.5, .5, .5), (.5, .5, .5)) after ToTensor (§5.3).
+# torchvision's Normalize((.5, .5, .5), (.5, .5, .5)) after ToTensor (docs/specs/sparnet.md §5.3).
 _MEAN = 0.5
 _STD = 0.5
 
@@ -47,7 +48,8 @@ def quantise_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def pil_bicubic_resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a B x 3 x h x w uint8 batch to ``size`` x ``size`` with PIL bicubic, as the official
-    ``img.resize((load_size, load_size), Image.BICUBIC)`` does (§5.2); returns uint8 on the CPU."""
+    ``img.resize((load_size, load_size), Image.BICUBIC)`` does (docs/specs/sparnet.md §5.2); returns
+    uint8 on the CPU."""
     resized = []
     for image in images.cpu():
         pil_image = Image.fromarray(image.permute(1, 2, 0).numpy(), mode="RGB")
@@ -57,7 +59,8 @@ def pil_bicubic_resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def uint8_to_network_space(images: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 [-1, 1] with the same float ops as ``ToTensor`` + ``Normalize(.5, .5)`` (§5.3)."""
+    """uint8 -> float32 [-1, 1] with the same float ops as ``ToTensor`` + ``Normalize(.5, .5)``
+    (docs/specs/sparnet.md §5.3)."""
     return images.to(torch.float32).div(255.0).sub(_MEAN).div(_STD)
 
 
@@ -100,7 +103,8 @@ class SPARNetAdapter(NetworkAdapter):
 
     @staticmethod
     def normalisation() -> dict[str, Any]:
-        """Input space of the network: ``(x - 0.5) / 0.5``, i.e. RGB in [-1, 1] (§5.3)."""
+        """Input space of the network: ``(x - 0.5) / 0.5``, i.e. RGB in [-1, 1]
+        (docs/specs/sparnet.md §5.3)."""
         return {
             "space": "rgb",
             "range": [-1.0, 1.0],
@@ -112,7 +116,8 @@ class SPARNetAdapter(NetworkAdapter):
     # -- inference -----------------------------------------------------------------------------
 
     def preprocess(self, lr: torch.Tensor) -> torch.Tensor:
-        """[0, 1] faces -> the network's float32 [-1, 1] input (§5.1-5.3).
+        """[0, 1] faces -> the network's float32 [-1, 1] input
+        (docs/specs/sparnet.md §5.1–§5.3).
 
         The resized path runs through PIL and returns a CPU tensor; the direct path stays on the
         input's device.
@@ -134,7 +139,8 @@ class SPARNetAdapter(NetworkAdapter):
 
 
 def official_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] outputs -> uint8 like ``tensor_to_img(normal=True)``: ×255, clip, truncate (§5.5).
+    """[0, 1] outputs -> uint8 like ``tensor_to_img(normal=True)``: ×255, clip, truncate
+    (docs/specs/sparnet.md §5.5).
 
     ``images`` = ``clamp((x + 1) / 2, 0, 1)``, so ``images * 255`` is bit-for-bit the official
     ``clip((x + 1) / 2 * 255, 0, 255)`` (clamping before or after the monotone ×255 agrees).

@@ -1,5 +1,5 @@
 """Recognising official SPARNet / SPARNet-Light / SPARNetHD checkpoints, reading their layout, and
-folding SPARNetHD's spectral norm (sparnet.md §3, §4).
+folding SPARNetHD's spectral norm (docs/specs/sparnet.md §3, §4).
 """
 
 from __future__ import annotations
@@ -24,17 +24,19 @@ def recognises(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 
 def _weight(state_dict: Mapping[str, torch.Tensor], stem: str) -> torch.Tensor | None:
-    """A conv weight, plain or as the spectral-norm ``weight_orig`` (same shape, sparnet.md §3)."""
+    """A conv weight, plain or as the spectral-norm ``weight_orig`` (same shape, docs/specs/sparnet.md §3)."""
     return state_dict.get(f"{stem}.weight", state_dict.get(f"{stem}.weight_orig"))
 
 
 def _hourglass_depth(state_dict: Mapping[str, torch.Tensor], block: str) -> int:
-    """Levels of a block's attention hourglass: one ``b1_<level>`` skip conv per level (sparnet.md §2)."""
+    """Levels of a block's attention hourglass: one ``b1_<level>`` skip conv per level
+    (docs/specs/sparnet.md §2)."""
     return len(child_indices(state_dict, f"{block}.att_func.b1_"))
 
 
 def candidate_configs(state_dict: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
-    """SPARNet layouts consistent with the checkpoint's block counts, widths and norms (sparnet.md §3).
+    """SPARNet layouts consistent with the checkpoint's block counts, widths and norms
+    (docs/specs/sparnet.md §3).
 
     The layout is read from the checkpoint: number of encoder, body and decoder blocks, 1-channel
     vs per-channel attention maps, BatchNorm running stats vs InstanceNorm, widths, hourglass
@@ -52,7 +54,7 @@ def candidate_configs(state_dict: Mapping[str, torch.Tensor]) -> list[dict[str, 
     attention = "2d" if out_block is not None and out_block.shape[0] == 1 else "3d"
     norm = "bn" if any(k.endswith(".running_mean") for k in state_dict) else "in"
     # The first block's hourglass has log2(64 / bottleneck) levels; body blocks one more than the
-    # last encoder block (sparnet.md §3 pseudo-code).
+    # last encoder block (docs/specs/sparnet.md §3 pseudo-code).
     first_depth = _hourglass_depth(state_dict, blocks[0])
     initial_depth = first_depth if down_steps else first_depth - 1
     widths = [int(w.shape[0]) for b in blocks if (w := _weight(state_dict, f"{b}.conv1.conv2d")) is not None]
@@ -94,7 +96,8 @@ def converted_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[
 
 def convert_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Fold SPARNetHD's spectral norm (``weight_orig``/``_u``/``_v`` -> ``weight = weight_orig / sigma``,
-    as torch does in eval mode, sparnet.md §3); other keys are the official ones and pass unchanged.
+    as torch does in eval mode, docs/specs/sparnet.md §3); other keys are the official ones and
+    pass unchanged.
 
     Raises:
         ArchitectureMismatchError: spectral-norm buffers that do not fit their weight.

@@ -1,16 +1,18 @@
 """SPARNet, SPARNet-Light and SPARNetHD (Chen et al., "Learning Spatial Attention for Face
-Super-Resolution", IEEE TIP 2021), written from ``shared/specs/sparnet.md`` ("§" below).
+Super-Resolution", IEEE TIP 2021), written from docs/specs/sparnet.md,
+the specification of the official code, cited by section.
 
-The four released generators are one class with different settings (§1); :data:`SPARNET_PRESETS`
-holds them. The network works in the official value space: input and output are RGB in [-1, 1]
-(the output is not clamped, §7.13). Resizing, normalisation and quantisation belong to the adapter.
+The four released generators are one class with different settings (docs/specs/sparnet.md §1);
+:data:`SPARNET_PRESETS` holds them. The network works in the official value space: input and output
+are RGB in [-1, 1] (the output is not clamped, docs/specs/sparnet.md §7.13). Resizing, normalisation
+and quantisation belong to the adapter.
 
 Module names deliberately repeat the official ones (``encoder``, ``res_layers``, ``decoder``,
 ``out_conv``, ``shortcut_func``, ``preact_func``, ``conv1``/``conv2``, ``conv2d``, ``norm.norm``,
 ``att_func``, ``b1_4``, ``b2_plus_1``, ``out_block`` ...): the state dict then *is* the official
-checkpoint layout (§4) and official files load with ``strict=True`` without a renaming table.
-The one exception is SPARNetHD's spectral norm, which is folded into plain ``conv2d.weight``
-tensors by :func:`fold_spectral_norm` before loading (§3 "Spectral norm").
+checkpoint layout (docs/specs/sparnet.md §4) and official files load with ``strict=True`` without a renaming
+table. The one exception is SPARNetHD's spectral norm, which is folded into plain ``conv2d.weight``
+tensors by :func:`fold_spectral_norm` before loading (docs/specs/sparnet.md §3 "Spectral norm").
 
 Attention maps are returned, never stored on a module (the official code keeps the last map in
 ``att_map``, which races when one network serves several threads): use
@@ -35,9 +37,10 @@ AttentionKind = Literal["2d", "3d"]
 NormKind = Literal["bn", "in"]
 _Scale = Literal["none", "down", "up"]
 
-#: Width of every attention hourglass, also inside the 512-channel SPARNetHD blocks (§2, §7.7).
+#: Width of every attention hourglass, also inside the 512-channel SPARNetHD blocks (docs/specs/sparnet.md §2,
+#: docs/specs/sparnet.md §7.7).
 _HOURGLASS_CHANNELS = 64
-#: Negative slope of every LeakyReLU in the generator (§7.10).
+#: Negative slope of every LeakyReLU in the generator (docs/specs/sparnet.md §7.10).
 _LEAKY_SLOPE = 0.2
 _STAGES = ("encoder", "res_layers", "decoder")
 _POSITIVE_FIELDS = ("min_channels", "max_channels", "in_size", "out_size", "min_feat_size", "bottleneck_size")
@@ -45,7 +48,8 @@ _POSITIVE_FIELDS = ("min_channels", "max_channels", "in_size", "out_size", "min_
 
 @dataclass(frozen=True)
 class SPARNetConfig:
-    """Hyper-parameters of the SPARNet generator (the official ``SPARNet(...)`` arguments, §1, §3).
+    """Hyper-parameters of the SPARNet generator (the official ``SPARNet(...)`` arguments,
+    docs/specs/sparnet.md §1, §3).
 
     Attributes:
         min_channels: lower clip of every block width.
@@ -56,16 +60,16 @@ class SPARNetConfig:
         out_size: side of the output at ``in_size`` input (number of up-sampling blocks).
         min_feat_size: side of the body's feature maps at ``in_size`` input.
         res_depth: the official ``--res_depth``; the body has ``res_depth + 3 - down_steps``
-            blocks, not ``res_depth`` (§3).
+            blocks, not ``res_depth`` (docs/specs/sparnet.md §3).
         attention: ``"2d"`` one-channel spatial map (official ``spar``) or ``"3d"`` one map per
             channel (``spar3d``).
         norm: ``"bn"`` BatchNorm (SPARNet) or ``"in"`` affine InstanceNorm (SPARNetHD).
         bottleneck_size: the official ``--bottleneck_size``; it only sets the depth of the first
-            hourglass, ``log2(64 / bottleneck_size)`` (§3).
+            hourglass, ``log2(64 / bottleneck_size)`` (docs/specs/sparnet.md §3).
 
     Raises:
         ValueError: a value of the wrong type or range, or a layout the network cannot run at
-            (an hourglass that would reach less than 2 px, §7.16).
+            (an hourglass that would reach less than 2 px, docs/specs/sparnet.md §7.16).
     """
 
     min_channels: int = 32
@@ -105,8 +109,8 @@ class SPARNetConfig:
             )
         shallowest = min(block.hourglass_depth for block in _plan_blocks(self))
         if shallowest < 1:
-            # The official hourglass degenerates to an identity at depth 0 (§2); no released
-            # network does that, so such a layout is refused instead of silently dropping attention.
+            # The official hourglass degenerates to an identity at depth 0 (docs/specs/sparnet.md §2); no
+            # released network does that, so such a layout is refused instead of silently dropping attention.
             raise ValueError(
                 f"SPARNetConfig: {self.down_steps} down-sampling steps leave no attention hourglass "
                 f"for bottleneck_size {self.bottleneck_size}; use a larger min_feat_size or a smaller "
@@ -115,7 +119,8 @@ class SPARNetConfig:
         if self.in_size % self.input_size_multiple or self.in_size < self.min_input_size:
             raise ValueError(
                 f"SPARNetConfig: in_size {self.in_size} cannot run; this layout needs a multiple of "
-                f"{self.input_size_multiple} of at least {self.min_input_size} px (§7.16)"
+                f"{self.input_size_multiple} of at least {self.min_input_size} px "
+                f"(docs/specs/sparnet.md §7.16)"
             )
 
     @property
@@ -135,13 +140,14 @@ class SPARNetConfig:
 
     @property
     def min_input_size(self) -> int:
-        """Smallest input side: every hourglass bottleneck must keep 2 px for reflection padding (§7.16)."""
+        """Smallest input side: every hourglass bottleneck must keep 2 px for reflection padding
+        (docs/specs/sparnet.md §7.16)."""
         return 2 * self.input_size_multiple
 
 
 @dataclass(frozen=True)
 class _BlockSpec:
-    """One feature-attention unit of the layout (§3 tables)."""
+    """One feature-attention unit of the layout (docs/specs/sparnet.md §3 tables)."""
 
     stage: str
     c_in: int
@@ -158,13 +164,15 @@ class _BlockSpec:
 
 
 def _plan_blocks(config: SPARNetConfig) -> tuple[_BlockSpec, ...]:
-    """Widths, scales and hourglass depths of every block, as the official constructor derives them (§3)."""
+    """Widths, scales and hourglass depths of every block, as the official constructor derives them
+    (docs/specs/sparnet.md §3)."""
 
     def clip(channels: int) -> int:
         return max(config.min_channels, min(channels, config.max_channels))
 
     down, up = config.down_steps, config.up_steps
-    # §3/§7.9: the base width is max // (down_steps + 1): 32 for SPARNet but 512 // 5 = 102 for HD.
+    # docs/specs/sparnet.md §3, §7.9: the base width is max // (down_steps + 1): 32 for
+    # SPARNet but 512 // 5 = 102 for HD.
     channels = clip(config.max_channels // (down + 1))
     depth = int(math.log2(_HOURGLASS_CHANNELS // config.bottleneck_size))
     blocks: list[_BlockSpec] = []
@@ -174,7 +182,8 @@ def _plan_blocks(config: SPARNetConfig) -> tuple[_BlockSpec, ...]:
         channels *= 2
         depth -= 1
     depth += 1
-    # §3: body depth is res_depth + 3 - down_steps: 10 for SPARNet, 1 for Light, 9 for HD.
+    # docs/specs/sparnet.md §3: body depth is res_depth + 3 - down_steps: 10 for SPARNet, 1 for Light, 9
+    # for HD.
     for _ in range(config.res_depth + 3 - down):
         blocks.append(_BlockSpec("res_layers", clip(channels), clip(channels), "none", depth, down))
     for j in range(up):
@@ -185,7 +194,8 @@ def _plan_blocks(config: SPARNetConfig) -> tuple[_BlockSpec, ...]:
 
 
 def _stem_channels(config: SPARNetConfig) -> tuple[int, int]:
-    """Widths after the first conv and before the last conv (§3 ``n_ch`` at both ends)."""
+    """Widths after the first conv and before the last conv (``n_ch`` at both ends,
+    docs/specs/sparnet.md §3)."""
     # Never empty: there are down_steps encoder blocks, or res_depth + 3 body blocks when down_steps is 0.
     blocks = _plan_blocks(config)
     return blocks[0].c_in, blocks[-1].c_out
@@ -200,7 +210,7 @@ def _is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
 
-#: The released generators (§1), by dicsr preset name.
+#: The released generators (docs/specs/sparnet.md §1), by dicsr preset name.
 SPARNET_PRESETS: dict[str, SPARNetConfig] = {
     # SPARNet (Released) = SPARNet_S16_V4_Attn2D: all class/option defaults.
     "sparnet": SPARNetConfig(),
@@ -214,7 +224,8 @@ SPARNET_PRESETS: dict[str, SPARNetConfig] = {
 }
 
 
-# --- building blocks (§2) ---------------------------------------------------------------------
+# --- building blocks (docs/specs/sparnet.md §2)
+# ---------------------------------------------------------------------
 
 
 class _NormLayer(nn.Module):
@@ -222,7 +233,8 @@ class _NormLayer(nn.Module):
 
     def __init__(self, channels: int, kind: NormKind) -> None:
         super().__init__()
-        # IN is affine without running statistics: it normalises each sample even in eval (§2, §7.11).
+        # IN is affine without running statistics: it normalises each sample even in eval
+        # (docs/specs/sparnet.md §2, §7.11).
         self.norm = nn.BatchNorm2d(channels) if kind == "bn" else nn.InstanceNorm2d(channels, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -232,9 +244,9 @@ class _NormLayer(nn.Module):
 class _ConvLayer(nn.Module):
     """The official ``ConvLayer``: [nearest x2] -> reflection pad 1 -> 3x3 conv -> [norm] -> [LeakyReLU].
 
-    Padding is reflection before every conv, stride-2 ones and after up-sampling included (§7.1);
-    ``padding_mode="reflect"`` computes exactly ``ReflectionPad2d(1)`` followed by an unpadded conv.
-    The conv has a bias only when no norm follows (§7.3).
+    Padding is reflection before every conv, stride-2 ones and after up-sampling included
+    (docs/specs/sparnet.md §7.1); ``padding_mode="reflect"`` computes exactly ``ReflectionPad2d(1)`` followed
+    by an unpadded conv. The conv has a bias only when no norm follows (docs/specs/sparnet.md §7.3).
     """
 
     def __init__(
@@ -269,7 +281,7 @@ class _ConvLayer(nn.Module):
 
 
 class _AttentionHourglass(nn.Module):
-    """The official ``HourGlassBlock`` (§2), returning the sigmoid attention map itself.
+    """The official ``HourGlassBlock`` (docs/specs/sparnet.md §2), returning the sigmoid attention map itself.
 
     The official block returns ``h * map``; this one returns ``map`` and the enclosing unit does the
     product, so the map is an ordinary return value (and what a forward hook on ``att_func`` sees).
@@ -288,7 +300,8 @@ class _AttentionHourglass(nn.Module):
         self.b2_plus_1 = _ConvLayer(mid, mid, norm=norm, activate=True)
         for level in range(1, depth + 1):
             self.add_module(f"b3_{level}", _ConvLayer(mid, mid, scale="up", norm=norm, activate=True))
-        # Only the final conv has a bias (no norm after it); sigmoid, not softmax (§7.6).
+        # Only the final conv has a bias (no norm after it); sigmoid, not softmax
+        # (docs/specs/sparnet.md §7.6).
         self.out_block = nn.Sequential(_ConvLayer(mid, c_map), nn.Sigmoid())
 
     def forward(self, h: Tensor) -> Tensor:
@@ -302,18 +315,20 @@ class _AttentionHourglass(nn.Module):
             x = getattr(self, f"b3_{level}")(x)
             skip = skips.pop()
             if x.shape[-2:] != skip.shape[-2:]:
-                # Official fallback for odd sizes (nearest); never taken at valid sizes (§2).
+                # Official fallback for odd sizes (nearest); never taken at valid sizes
+                # (docs/specs/sparnet.md §2).
                 x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = skip + x
         return self.out_block(x)
 
 
 class _FeatureAttentionUnit(nn.Module):
-    """The official ``ResidualBlock`` (FAU, §2): ``shortcut(x) + h * A(h)``, pre-activation.
+    """The official ``ResidualBlock`` (FAU, docs/specs/sparnet.md §2): ``shortcut(x) + h * A(h)``.
 
-    ``h = conv2(conv1(LeakyReLU(norm(x))))``; down blocks stride in ``conv2``, up blocks up-sample at
-    the start of ``conv1`` (§7.4); ``conv2`` has a norm but no activation and nothing follows the sum
-    (§7.5). The shortcut is a plain conv whenever the block rescales, even at equal widths.
+    Pre-activation: ``h = conv2(conv1(LeakyReLU(norm(x))))``; down blocks stride in ``conv2``, up blocks
+    up-sample at the start of ``conv1`` (docs/specs/sparnet.md §7.4); ``conv2`` has a norm but no
+    activation and nothing follows the sum (docs/specs/sparnet.md §7.5). The shortcut is a plain conv
+    whenever the block rescales, even at equal widths.
     """
 
     def __init__(self, spec: _BlockSpec, *, attention: AttentionKind, norm: NormKind) -> None:
@@ -322,7 +337,8 @@ class _FeatureAttentionUnit(nn.Module):
             self.shortcut_func: nn.Module = nn.Identity()
         else:
             self.shortcut_func = _ConvLayer(spec.c_in, spec.c_out, scale=spec.scale)
-        # In-place LeakyReLU is safe here only because BN/IN return a new tensor (§7.17).
+        # In-place LeakyReLU is safe here only because BN/IN return a new tensor
+        # (docs/specs/sparnet.md §7.17).
         self.preact_func = nn.Sequential(
             _NormLayer(spec.c_in, norm), nn.LeakyReLU(_LEAKY_SLOPE, inplace=True)
         )
@@ -338,22 +354,25 @@ class _FeatureAttentionUnit(nn.Module):
         identity = self.shortcut_func(x)
         h = self.conv2(self.conv1(self.preact_func(x)))
         attention = self.att_func(h)
-        # The map weights the conv2 output, not the identity or the sum (§7.6).
+        # The map weights the conv2 output, not the identity or the sum (docs/specs/sparnet.md §7.6).
         return identity + h * attention, attention
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_attention(x)[0]
 
 
-# --- the generator (§3) -------------------------------------------------------------------------
+# --- the generator (docs/specs/sparnet.md §3)
+# -------------------------------------------------------------------------
 
 
 class SPARNet(nn.Module):
-    """The SPARNet generator: conv -> encoder FAUs -> body FAUs -> decoder FAUs -> conv (§3).
+    """The SPARNet generator: conv -> encoder FAUs -> body FAUs -> decoder FAUs -> conv
+    (docs/specs/sparnet.md §3).
 
     Input and output are NCHW RGB in [-1, 1]; the output is neither clamped nor tanh'ed and no
-    global skip adds the input (§7.13, §7.14). SPARNet expects the 16 px face PIL-bicubic
-    up-sampled to 128 px, SPARNetHD a 512 px FFHQ-aligned face (§5).
+    global skip adds the input (docs/specs/sparnet.md §7.13, §7.14). SPARNet expects the
+    16 px face PIL-bicubic up-sampled to 128 px, SPARNetHD a 512 px FFHQ-aligned face
+    (docs/specs/sparnet.md §5).
 
     Args:
         config: the layout; see :data:`SPARNET_PRESETS` for the released ones.
@@ -369,7 +388,8 @@ class SPARNet(nn.Module):
             units[spec.stage].append(
                 _FeatureAttentionUnit(spec, attention=config.attention, norm=config.norm)
             )
-        # §7.2: the official ConvLayer(3, n_ch, 3, 1) passes 1 as `scale`: a plain conv with bias.
+        # docs/specs/sparnet.md §7.2: the official ConvLayer(3, n_ch, 3, 1) passes 1 as `scale`: a
+        # plain conv with bias.
         self.encoder = nn.Sequential(_ConvLayer(3, first), *units["encoder"])
         self.res_layers = nn.Sequential(*units["res_layers"])
         self.decoder = nn.Sequential(*units["decoder"])
@@ -378,7 +398,7 @@ class SPARNet(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Re-initialise like the official ``init_weights`` (§8).
+        """Re-initialise like the official ``init_weights`` (docs/specs/sparnet.md §8).
 
         Conv weights N(0, 0.02), conv biases 0, BatchNorm weights N(1, 0.02) and biases 0; InstanceNorm
         keeps torch's (1, 0). Loading a checkpoint overwrites all of it.
@@ -430,11 +450,13 @@ class SPARNet(nn.Module):
             raise ValueError(
                 f"SPARNet input is {height}x{width}; this layout needs sides that are multiples of "
                 f"{multiple} and at least {smallest} px (feed the up-sampled face, e.g. "
-                f"{self.config.in_size}x{self.config.in_size}, not the low-resolution crop; §7.16)"
+                f"{self.config.in_size}x{self.config.in_size}, not the low-resolution crop; "
+                f"docs/specs/sparnet.md §7.16)"
             )
 
 
-# --- checkpoint helper (§3 "Spectral norm") ----------------------------------------------------
+# --- checkpoint helper (docs/specs/sparnet.md §3 "Spectral norm")
+# ----------------------------------------------------
 
 
 def fold_spectral_norm(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -6,7 +6,7 @@ from dicsr.families._family import GITHUB_RELEASE, Fingerprint, Origin, ZooEntry
 
 __all__ = ["ZOO"]
 
-# sparnet.md §1: GitHub release v0.1.0 (since July 2023) and BaiduNetDisk; licence CC BY-NC-SA 4.0.
+# docs/specs/sparnet.md §1: GitHub release v0.1.0 (since July 2023) and BaiduNetDisk; licence CC BY-NC-SA 4.0.
 _RELEASE = "https://github.com/chaofengc/Face-SPARNet/releases/tag/v0.1.0"
 _ASSETS = "https://github.com/chaofengc/Face-SPARNet/releases/download/v0.1.0"
 _MIRRORS = ("https://pan.baidu.com/s/1zYimaAnIgMIKBf9KANpxog (extraction code 2nax)",)
@@ -29,7 +29,7 @@ def _entry(
     return ZooEntry(
         name=name,
         preset=preset,
-        official_filename=filename,  # sparnet.md §1: the names test.sh loads
+        official_filename=filename,  # docs/specs/sparnet.md §1: the names test.sh loads
         official_source=_RELEASE,
         training_data=training_data,
         license=_LICENSE,
