@@ -404,7 +404,8 @@ def crop_face(
             ``lr_size``) or ``"ffhq"`` (5-point similarity warp to ``hr_size``; LR is the warped
             face, resized to ``lr_size`` if that differs); the legacy names of
             :data:`LEGACY_CROP_NAMES` are read too.
-        lr_size, hr_size: network input and output sides (``ModelConfig``).
+        lr_size: network input side (``ModelConfig.lr_size``).
+        hr_size: network output side (``ModelConfig.hr_size``).
     """
     _check_photo(rgb)
     if lr_size <= 0 or hr_size <= 0:

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 #: ≈ 0.77: the mask is fully opaque to 0.72 and fades out by 0.96, keeping clear of the last face
 #: pixels, where bicubic warping reads beyond the crop.
 FEATHER_INNER = 0.72
+#: Where the rounded-square mask has faded out to 0 (see :data:`FEATHER_INNER`).
 FEATHER_OUTER = 0.96
 _SUPERELLIPSE_POWER = 4.0
 

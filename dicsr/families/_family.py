@@ -323,7 +323,11 @@ class Family(ABC):
         Args:
             preset: a released preset name, or ``"custom"`` together with ``arch_config``.
             arch_config: the layout; defaults to the preset's.
-            name, description, training_data, license, source: provenance for the model card.
+            name: the model's name (provenance, written to the model card like the next four).
+            description: what the model is.
+            training_data: what it was trained on.
+            license: the weights' licence.
+            source: where the weights come from.
 
         Raises:
             CheckpointError: unknown preset without ``arch_config``, or an invalid layout.

@@ -29,19 +29,20 @@ def to_output(
 ) -> ImageOutput:
     """Rebuild a result in the type family of the input ``like`` was loaded from.
 
+    The result is, for
+
+    * a file or PIL input: a ``PIL.Image``, ``RGB``/``RGBA`` for colour sources, ``L``/``LA`` for
+      8-bit (and 1-bit) gray, ``I;16`` for 16-bit gray, ``F`` for float gray; the input's ICC
+      profile is attached as ``info["icc_profile"]``;
+    * a numpy input: an array of the same dtype, layout (``H×W``/``H×W×1``/``H×W×3``/``H×W×4``)
+      and channel order;
+    * a tensor input: a tensor of the same layout, dtype and device.
+
     Args:
         rgb: ``H'×W'×3`` float RGB result in ``[0, 1]`` (any size; values are clipped).
         like: the :class:`LoadedImage` of the original input.
         alpha: ``H'×W'`` alpha for the output. Defaults to the input's alpha resized (bicubic)
             to ``H'×W'``; only allowed when the input had alpha.
-
-    Returns:
-        * file/PIL input → ``PIL.Image``: ``RGB``/``RGBA`` for colour sources, ``L``/``LA`` for
-          8-bit (and 1-bit) gray, ``I;16`` for 16-bit gray, ``F`` for float gray; the input's
-          ICC profile is attached as ``info["icc_profile"]``;
-        * numpy input → array of the same dtype, layout (``H×W``/``H×W×1``/``H×W×3``/``H×W×4``)
-          and channel order;
-        * tensor input → tensor of the same layout, dtype and device.
     """
     rgb = _checked_output_rgb(rgb)
     out_alpha = _output_alpha(rgb.shape[:2], like, alpha)

@@ -120,7 +120,7 @@ class FaceSuperResolver:
     Raises:
         InvalidInputError: an option or ``model``/``detector`` of the wrong type or out of range;
             the message names it. Every option is checked here, before anything is loaded.
-        and, for a model reference, what :meth:`from_pretrained` raises.
+        DicsrError: for a model reference, what :meth:`from_pretrained` raises.
 
     Options are fixed at construction (read them back through the read-only properties); build
     another resolver for other options. One resolver may be shared by several threads
@@ -197,10 +197,14 @@ class FaceSuperResolver:
                 :class:`~dicsr.face.detect.FaceDetector` or :class:`DetectorSpec`.
             detector_weights: local weights of the named backbone; by default they are fetched into
                 the dicsr cache (``$DICSR_CACHE_DIR``, default ``~/.cache/dicsr``).
-            cache_dir, revision, offline, progress, mirror: how model weights are fetched, passed
-                to :func:`dicsr.weights.load_model` (``cache_dir`` is the Hugging Face cache for
-                model weights; ``mirror`` a server holding the official files, default
-                ``$DICSR_MIRROR``; ``offline`` and ``mirror`` also apply to the detector weights).
+            cache_dir: the Hugging Face cache for model weights, passed to
+                :func:`dicsr.weights.load_model` like ``revision``, ``offline``, ``progress`` and
+                ``mirror``.
+            revision: hub revision overriding the zoo's pin.
+            offline: never touch the network, for the model and the detector weights.
+            progress: show download progress bars.
+            mirror: a server holding the official files (default ``$DICSR_MIRROR``), for the model
+                and the detector weights.
             **options: the pipeline options of the constructor (``upscale``, ``selection``, ...).
 
         Raises:
@@ -337,7 +341,7 @@ class FaceSuperResolver:
         any photo is read; the first detection calls it otherwise.
 
         Raises:
-            What :meth:`DetectorSpec.build` raises.
+            DicsrError: what :meth:`DetectorSpec.build` raises.
         """
         with self._detector_lock:
             if self._detector is None:

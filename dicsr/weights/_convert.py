@@ -179,7 +179,7 @@ def convert_checkpoint(
 
     Raises:
         DestinationExistsError: ``dst_folder`` exists and is not empty, and ``overwrite`` is false.
-        plus everything :func:`convert_official_checkpoint` raises.
+        DicsrError: everything :func:`convert_official_checkpoint` raises.
     """
     dst = Path(dst_folder)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:

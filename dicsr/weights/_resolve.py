@@ -50,7 +50,8 @@ def load_model(
         ref: a zoo name, ``"hf-hub:org/repo@rev"``, a model folder, a ``.safetensors``
             file with ``config.json`` beside it, an official ``.pth`` checkpoint, or a
             :class:`~dicsr.weights.ModelEntry`.
-        device, dtype: where and in which precision the network runs.
+        device: where the network runs (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...).
+        dtype: the network's precision (``None``: float32).
         cache_dir: hub cache folder for downloads.
         revision: hub revision overriding the registry's pin (disables its sha256 check).
         offline: never touch the network (default: ``HF_HUB_OFFLINE``/``DICSR_OFFLINE``).
