@@ -332,7 +332,8 @@ def test_a_corpus_of_bad_files_never_gives_a_traceback_and_names_every_file(
     assert lines[0].startswith("dicsr: 2 image(s) restored")  # the portrait and the named GIF
     for name in [*BAD_FILES, *PASSED_OVER]:
         assert len([line for line in lines[1:] if f"{messy_folder / name}: " in line]) == 1, name
-    assert all(line.startswith(("  failed: /", "  ignored: /", "  left alone: ")) for line in lines[1:]), lines
+    reported = ("  failed: /", "  ignored: /", "  left alone: ")
+    assert all(line.startswith(reported) for line in lines[1:]), lines
     # the one warning on stderr is the animated GIF's, naming it
     assert done.stderr.strip() == (f"WARNING dicsr.image: {messy_folder / 'animated.gif'} has 3 frames "
                                    f"(animated or multi-page); only the first is restored")
