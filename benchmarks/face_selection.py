@@ -370,7 +370,7 @@ def lying_faces(
                 continue
             faces += len(photo.faces68)
             matching = photos_.match(photo, dets)
-            policy = SelectionPolicy(all_sizes=True)
+            policy = SelectionPolicy(score_threshold=DEFAULT_SCORE_THRESHOLD, all_sizes=True)
             selection = select_faces(dets, convention="landmark_square", lr_size=LR_SIZE, policy=policy)
             reason = {id(s.face): s.reason for s in selection.skipped}
             for i in matching.annotated.values():

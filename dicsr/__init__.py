@@ -17,7 +17,7 @@ from dicsr import errors
 from dicsr._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from dicsr.pipeline import EnhanceResult, FaceSuperResolver, RestoredFace
+    from dicsr.pipeline import EnhanceResult, FaceSuperResolver, RestoredFace, SkippedFace
     from dicsr.weights import convert_checkpoint, download_model, list_models, load_model
 
 # public name -> module that defines it; resolved on first attribute access (PEP 562)
@@ -25,6 +25,7 @@ _LAZY_EXPORTS = {
     "FaceSuperResolver": "dicsr.pipeline",
     "EnhanceResult": "dicsr.pipeline",
     "RestoredFace": "dicsr.pipeline",
+    "SkippedFace": "dicsr.pipeline",
     "list_models": "dicsr.weights",
     "load_model": "dicsr.weights",
     "convert_checkpoint": "dicsr.weights",
@@ -35,6 +36,7 @@ __all__ = [
     "EnhanceResult",
     "FaceSuperResolver",
     "RestoredFace",
+    "SkippedFace",
     "__version__",
     "convert_checkpoint",
     "download_model",

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from dicsr import FaceSuperResolver
 from dicsr.errors import DicsrError
 from dicsr.image import save_image
+from dicsr.pipeline import SelectionPolicy
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upscale", type=float, default=None, help="photo scale (default: the model's)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--all-faces", action="store_true",
+                        help="restore faces of every size (default: only those small enough for the model "
+                             "to add detail)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -47,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     resolver = FaceSuperResolver.from_pretrained(
         args.model, device=args.device, detector_weights=args.detector_weights,
         progress=not args.no_progress, upscale=args.upscale,
+        selection=SelectionPolicy(all_sizes=args.all_faces),
     )
 
     done = faces = 0

@@ -3,7 +3,9 @@
     python examples/enhance_photo.py group.jpg -o restored/ --model ./models/dic-celeba
 
 Writes ``restored/<stem>.png`` (the whole photo, upscaled) and ``restored/<stem>_faceNN.png``
-(each face at the network's output size, 128 px for DIC), and prints where each face was found.
+(each face at the network's output size, 128 px for DIC), and prints where each face was found and
+why any other was left alone (by default a 16-px model restores faces of at most 32 px: the tiny
+faces it adds detail to; ``--all-faces`` restores every size).
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--upscale", type=float, default=None, help="photo scale (default: the model's)")
     parser.add_argument("--only-center-face", action="store_true")
+    parser.add_argument("--all-faces", action="store_true",
+                        help="restore faces of every size (default: only those small enough for the model "
+                             "to add detail)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
         resolver = FaceSuperResolver.from_pretrained(
             args.model, device=args.device, detector_weights=args.detector_weights,
-            upscale=args.upscale, selection=SelectionPolicy(only_center_face=args.only_center_face),
+            upscale=args.upscale,
+            selection=SelectionPolicy(only_center_face=args.only_center_face, all_sizes=args.all_faces),
         )
         result = resolver.enhance(args.photo)
     except DicsrError as exc:  # bad photo, missing weights, unavailable device: one readable line
@@ -47,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         save_image(face.image, args.output_dir / f"{args.photo.stem}_face{index:02d}.png")
         x0, y0, x1, y1 = face.detection_box
         print(f"face {index}: score {face.score:.2f}, box ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f})")
+    for left in result.skipped_faces:
+        print(f"left alone: score {left.score:.2f}, {left.reason} ({left.detail})")
     width, height = result.input_size
     print(f"{result.num_faces} face(s); {width}x{height} -> {result.image.width}x{result.image.height}")
     return 0

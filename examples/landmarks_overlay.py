@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from dicsr import FaceSuperResolver
+from dicsr.pipeline import SelectionPolicy
 from dicsr.visualize import draw_landmarks
 
 
@@ -27,11 +28,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="local RetinaFace weights (default: fetched into the dicsr cache)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--upscale", type=float, default=None, help="photo scale (default: 8)")
+    parser.add_argument("--all-faces", action="store_true",
+                        help="restore faces of every size (default: only those small enough for the model "
+                             "to add detail)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     resolver = FaceSuperResolver.from_pretrained(
-        args.model, device=args.device, detector_weights=args.detector_weights, upscale=args.upscale
+        args.model, device=args.device, detector_weights=args.detector_weights, upscale=args.upscale,
+        selection=SelectionPolicy(all_sizes=args.all_faces),
     )
     if resolver.config.num_landmarks == 0:
         parser.error(f"{args.model} ({resolver.config.arch}) predicts no landmarks; use a DIC model")

@@ -36,6 +36,7 @@ from dicsr.face.crop import apply_affine, invert_affine
 from dicsr.face.mask import mask_for_face
 from dicsr.face.paste import paste_faces
 from dicsr.image import Background, LoadedImage, load_image, save_image, to_uint8
+from dicsr.pipeline import SelectionPolicy
 
 TILE = 256
 
@@ -52,17 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upscale", type=float, default=4.0, help="photo scale (default: 4)")
     parser.add_argument("--landmarks", type=Path, default=None,
                         help="JSON list of faces, 68 [x, y] photo points each, for the face-shaped mask")
+    parser.add_argument("--all-faces", action="store_true",
+                        help="restore faces of every size (default: only those small enough for the model "
+                             "to add detail)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     resolver = FaceSuperResolver.from_pretrained(
-        args.model, device=args.device, upscale=args.upscale, detector_weights=args.detector_weights
+        args.model, device=args.device, upscale=args.upscale, detector_weights=args.detector_weights,
+        selection=SelectionPolicy(all_sizes=args.all_faces),
     )
     # A float RGB array in gives float RGB arrays out: the faces, ready to composite.
     photo = load_image(load_image(args.photo).rgb)
     result = resolver.enhance(photo.rgb, paste_back=False)
     if not result.faces:
-        print("no face found")
+        left = "; ".join(f"{face.reason} ({face.detail})" for face in result.skipped_faces)
+        print(f"no face restored{': ' + left if left else ''}")
         return 1
     size = resolver.config.hr_size
     restored = [face.image for face in result.faces]

@@ -118,8 +118,12 @@ def messy_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def resolver(sparnet_model_dir, detector_weights) -> FaceSuperResolver:
+    from dicsr.pipeline import SelectionPolicy
+
+    # all_sizes: these photos' faces are larger than a 16-px model restores by default
     return FaceSuperResolver.from_pretrained(
-        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=UPSCALE, progress=False
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=UPSCALE, progress=False,
+        selection=SelectionPolicy(all_sizes=True),
     )
 
 
@@ -366,7 +370,8 @@ def test_malicious_detector_weights_are_refused_without_running(sparnet_model_di
 
 def cli_args(inputs: Path, output: Path, model: Path, weights: Path) -> list[str]:
     return ["enhance", str(inputs), "-o", str(output), "--model", str(model),
-            "--detector-weights", str(weights), "--upscale", str(UPSCALE), "--no-progress", "--offline"]
+            "--detector-weights", str(weights), "--upscale", str(UPSCALE), "--no-progress", "--offline",
+            "--all-faces"]
 
 
 def failure_lines(stdout: str) -> dict[str, str]:

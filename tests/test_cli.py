@@ -78,7 +78,7 @@ def test_enhance_folder_with_every_output(capsys, photo_folder: Path, tmp_path: 
     code, out, err = run(
         capsys, "enhance", photo_folder, "-o", out_dir, "--model", sparnet_model_dir,
         "--detector-weights", detector_weights, "--upscale", "2", "--save-faces", "--save-landmarks",
-        "--compare", "--ext", "png", "--no-progress",
+        "--compare", "--ext", "png", "--no-progress", "--all-faces",
     )
     assert code == 0, err
     assert "2 image(s) restored, 8 face(s), 0 skipped, 0 failed" in out
@@ -106,7 +106,7 @@ def test_enhance_bf16_channels_last(capsys, photo_folder: Path, tmp_path: Path, 
     source = photo_folder / "two.jpg"
     code, out, err = run(capsys, "enhance", source, "-o", tmp_path, "--model", sparnet_model_dir,
                          "--detector-weights", detector_weights, "--dtype", "bfloat16", "--channels-last",
-                         "--upscale", "1", "--no-progress")
+                         "--upscale", "1", "--no-progress", "--all-faces")
     assert code == 0, err
     assert "1 image(s) restored, 2 face(s)" in out
     assert Image.open(tmp_path / "two.jpg").size == Image.open(photo_folder / "two.jpg").size
@@ -116,7 +116,7 @@ def test_enhance_with_dic_landmarks(capsys, photo_folder: Path, tmp_path: Path, 
                                     detector_weights: Path) -> None:
     code, _, err = run(capsys, "enhance", photo_folder / "two.jpg", "-o", tmp_path, "--model", dic_model_dir,
                        "--detector-weights", detector_weights, "--upscale", "2", "--save-landmarks",
-                       "--draw-landmarks", "--ext", "png", "--no-progress")
+                       "--draw-landmarks", "--ext", "png", "--no-progress", "--all-faces")
     assert code == 0, err
     record = json.loads((tmp_path / "two.json").read_text())
     assert len(record["faces"]) == 2

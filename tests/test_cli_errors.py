@@ -244,7 +244,8 @@ def messy_folder(tmp_path_factory) -> Path:
 def test_each_failure_and_each_passed_over_entry_is_listed_once(capsys, messy_folder, tmp_path,
                                                                 sparnet_model_dir, detector_weights):
     code, stdout, err = run(capsys, "enhance", messy_folder, "-o", tmp_path / "out", "-m", sparnet_model_dir,
-                            "--detector-weights", detector_weights, "--upscale", "1", "--no-progress")
+                            "--detector-weights", detector_weights, "--upscale", "1", "--no-progress",
+                            "--all-faces")  # the portrait's face is restored, not left alone
     assert code == 1
     assert err == ""  # nothing on stderr: no warning line repeating a failure, no Pillow warning
     assert stdout.splitlines()[0] == (f"dicsr: 1 image(s) restored, 1 face(s), 0 skipped, {len(BAD_FILES)} "
@@ -331,7 +332,8 @@ def test_a_corpus_of_bad_files_never_gives_a_traceback_and_names_every_file(
     assert lines[0].startswith("dicsr: 2 image(s) restored")  # the portrait and the named GIF
     for name in [*BAD_FILES, *PASSED_OVER]:
         assert len([line for line in lines[1:] if f"{messy_folder / name}: " in line]) == 1, name
-    assert all(line.startswith(("  failed: /", "  ignored: /")) for line in lines[1:]), lines
+    reported = ("  failed: /", "  ignored: /", "  left alone: ")
+    assert all(line.startswith(reported) for line in lines[1:]), lines
     # the one warning on stderr is the animated GIF's, naming it
     assert done.stderr.strip() == (f"WARNING dicsr.image: {messy_folder / 'animated.gif'} has 3 frames "
                                    f"(animated or multi-page); only the first is restored")

@@ -16,7 +16,7 @@ import torch
 from conftest import shared_path
 
 from dicsr.image import load_image
-from dicsr.pipeline import FaceSuperResolver
+from dicsr.pipeline import FaceSuperResolver, SelectionPolicy
 
 # Photos with 1 to 7 faces, as files (PIL results, uint8) and one as a float32 array.
 PHOTOS = [
@@ -35,8 +35,10 @@ pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 @pytest.fixture(scope="module")
 def resolver(sparnet_model_dir, detector_weights):
+    # all_sizes: the group photos' faces are larger than a 16-px model restores by default
     return FaceSuperResolver.from_pretrained(
-        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=UPSCALE, progress=False
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=UPSCALE, progress=False,
+        selection=SelectionPolicy(all_sizes=True),
     )
 
 
@@ -150,7 +152,7 @@ def test_faces_go_through_the_network_in_chunks_of_batch_size(resolver, sparnet_
     for batch_size in (2, 16):
         chunked = FaceSuperResolver.from_pretrained(
             sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=UPSCALE,
-            batch_size=batch_size, progress=False,
+            batch_size=batch_size, progress=False, selection=SelectionPolicy(all_sizes=True),
         )
         forward = chunked.adapter.forward
         sizes: list[int] = []

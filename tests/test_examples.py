@@ -56,6 +56,14 @@ def test_enhance_photo(tmp_path: Path, sparnet_model_dir: Path, detector_weights
         "enhance_photo.py", photo, "-o", tmp_path / "out", "--model", sparnet_model_dir,
         "--detector-weights", detector_weights, "--upscale", 2, "--device", "cpu", cwd=tmp_path,
     )
+    # the face is larger than a 16-px model restores by default: left alone, and said so
+    assert "0 face(s); 427x240 -> 854x480" in out and "left alone: score" in out
+    assert "larger than the model's useful size" in out
+    out = run_example(
+        "enhance_photo.py", photo, "-o", tmp_path / "out", "--model", sparnet_model_dir,
+        "--detector-weights", detector_weights, "--upscale", 2, "--device", "cpu", "--all-faces",
+        cwd=tmp_path,
+    )
     assert "1 face(s); 427x240 -> 854x480" in out
     assert image_size(tmp_path / "out" / "obama-240p.png") == (854, 480)
     assert image_size(tmp_path / "out" / "obama-240p_face00.png") == (128, 128)
@@ -75,7 +83,7 @@ def test_batch_folder_restores_the_good_files_and_reports_the_bad_one(
     out = run_example(
         "batch_folder.py", inputs, tmp_path / "out", "--model", sparnet_model_dir,
         "--detector-weights", detector_weights, "--upscale", 2, "--device", "cpu", "--no-progress",
-        cwd=tmp_path, expect=1,
+        "--all-faces", cwd=tmp_path, expect=1,
     )
     assert "2 image(s) restored, 2 face(s), 1 failed" in out
     assert image_size(tmp_path / "out" / "a.png") == (854, 480)
@@ -88,7 +96,8 @@ def test_landmarks_overlay(tmp_path: Path, dic_model_dir: Path, detector_weights
     output = tmp_path / "overlay.png"
     out = run_example(
         "landmarks_overlay.py", photo, output, "--model", dic_model_dir,
-        "--detector-weights", detector_weights, "--upscale", 2, "--device", "cpu", cwd=tmp_path,
+        "--detector-weights", detector_weights, "--upscale", 2, "--device", "cpu", "--all-faces",
+        cwd=tmp_path,
     )
     assert "1 face(s), 68 landmarks each" in out
     assert image_size(output) == (854, 480)
@@ -111,7 +120,8 @@ def test_paste_controls(tmp_path: Path, dic_model_dir: Path, detector_weights: P
     output = tmp_path / "controls.png"
     out = run_example(
         "paste_controls.py", takeo, output, "--model", dic_model_dir, "--landmarks", landmarks,
-        "--detector-weights", detector_weights, "--upscale", 2, "--device", "cpu", cwd=tmp_path,
+        "--detector-weights", detector_weights, "--upscale", 2, "--device", "cpu", "--all-faces",
+        cwd=tmp_path,
     )
     assert "1 face(s), 9 variants" in out
     before, after = map(float, re.search(r"LR disagreement ([\d.]+) -> ([\d.]+) levels", out).groups())

@@ -18,6 +18,7 @@ from dicsr.errors import InvalidInputError
 from dicsr.face.crop import crop_region_side, landmark_square_from_detection, landmark_square_from_points68
 from dicsr.face.detect import DetectedFace
 from dicsr.face.select import (
+    DEFAULT_SCORE_THRESHOLD,
     DUPLICATE_OVERLAP,
     DUPLICATE_POINT_DISTANCE,
     EYE_DISTANCE_PER_BOX_SIDE,
@@ -198,6 +199,41 @@ def test_low_scores_are_dropped_or_reported_when_asked():
     assert select([weak, inside], score_threshold=0.5)[0] == [inside]
 
 
+def test_without_a_threshold_the_detectors_own_decides():
+    # the default policy keeps every score the detector returned (its threshold was applied there)
+    assert SelectionPolicy().score_threshold is None
+    weak = face(150, 50, 20, score=0.3)
+    assert select([weak]) == ([weak], [])
+
+
+# --- what the caller asked for: the centre face, at most max_faces --------------------------------
+
+
+def test_faces_asked_away_are_reported_with_their_reason():
+    left, centre = face(20, 50, 20, score=0.99), face(100, 50, 20, score=0.8)
+    right = face(180, 50, 20, score=0.9)
+    kept, skipped = select([left, centre, right], max_faces=2)
+    assert kept == [left, right] and skipped == [(centre, "beyond max_faces")]
+    selection = select_faces([left, centre, right], convention="landmark_square", lr_size=16,
+                             policy=SelectionPolicy(only_center_face=True), photo_size=(200, 100))
+    assert selection.kept == (centre,)
+    assert [(s.face, s.reason) for s in selection.skipped] == [(left, "not the centre face"),
+                                                               (right, "not the centre face")]
+    # the size rule comes first: the centre face is the one nearest the centre among the restorable
+    large_centre = face(100, 50, 80, score=0.95)
+    policy = SelectionPolicy(only_center_face=True, max_faces=1)
+    selection = select_faces([left, large_centre], convention="landmark_square", lr_size=16, policy=policy,
+                             photo_size=(200, 100))
+    assert selection.kept == (left,)
+    assert [s.reason for s in selection.skipped] == ["larger than the model's useful size"]
+
+
+def test_only_center_face_needs_the_photo_size():
+    with pytest.raises(InvalidInputError, match="photo_size"):
+        select_faces([face(50, 50, 20)], convention="landmark_square", lr_size=16,
+                     policy=SelectionPolicy(only_center_face=True))
+
+
 # --- size policy -------------------------------------------------------------------------------------
 
 
@@ -256,13 +292,19 @@ def test_ffhq_crops_are_judged_by_the_aligned_square_they_cover():
     "options",
     [
         {"score_threshold": 1.5},
+        {"score_threshold": "0.5"},
         {"max_face_size": 0},
+        {"max_face_size": "40"},
+        {"max_faces": 0},
+        {"max_faces": 2.5},
+        {"only_center_face": 1},
+        {"all_sizes": "yes"},
         {"min_face_size": -1},
         {"min_face_size": 40, "max_face_size": 20},
     ],
 )
 def test_bad_policies_are_refused(options):
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match=next(iter(options))):
         SelectionPolicy(**options)
 
 
@@ -306,6 +348,12 @@ def detector(detector_weights):
     return FaceDetector(detector_weights, score_threshold=0.2)
 
 
+def calibrated(**options) -> SelectionPolicy:
+    """The policy at the calibrated threshold: the detector above finds candidates down to 0.2, the
+    one a FaceSuperResolver builds stops at DEFAULT_SCORE_THRESHOLD (the policy applies it here)."""
+    return SelectionPolicy(score_threshold=DEFAULT_SCORE_THRESHOLD, **options)
+
+
 @pytest.fixture(scope="module")
 def half_size(benchmark_photos, detector):
     """The annotated photos at half size, upright and turned by 25°, with their detections."""
@@ -325,7 +373,7 @@ def test_no_two_restored_faces_overlap_on_real_photos(half_size):
     largest_kept_overlap = 0.0
     for photo, detections in half_size:
         kept = select_faces(
-            detections, convention="landmark_square", lr_size=16, policy=SelectionPolicy(all_sizes=True)
+            detections, convention="landmark_square", lr_size=16, policy=calibrated(all_sizes=True)
         ).kept
         for i, a in enumerate(kept):
             for b in kept[i + 1 :]:
@@ -344,9 +392,10 @@ def test_no_face_is_restored_on_photos_without_one(benchmark_photos, detector):
     ]
     kept_any_size = set()
     for photo, detections in zip(photos, benchmark_photos.detect_all(detector, photos), strict=True):
-        assert select_faces(detections, convention="landmark_square", lr_size=16).kept == (), photo.variant
+        kept = select_faces(detections, convention="landmark_square", lr_size=16, policy=calibrated()).kept
+        assert kept == (), photo.variant
         if select_faces(
-            detections, convention="landmark_square", lr_size=16, policy=SelectionPolicy(all_sizes=True)
+            detections, convention="landmark_square", lr_size=16, policy=calibrated(all_sizes=True)
         ).kept:
             kept_any_size.add(photo.name)
     # At every size, only the dogs' faces (eyes, nose and mouth where a person's are, scored 0.97)
@@ -364,7 +413,7 @@ def test_precision_and_recall_at_the_defaults_are_the_documented_ones(half_size,
         kept = {
             id(f)
             for f in select_faces(
-                detections, convention="landmark_square", lr_size=16, policy=SelectionPolicy(all_sizes=True)
+                detections, convention="landmark_square", lr_size=16, policy=calibrated(all_sizes=True)
             ).kept
         }
         for i, face_ in enumerate(detections):
@@ -385,14 +434,14 @@ def test_large_faces_are_left_alone_and_reported(detector):
 
     photo = load_image(shared_path("faces", "face_recognition", "examples", "two_people.jpg")).to_uint8()
     detections = detector.detect(photo)
-    selection = select_faces(detections, convention="landmark_square", lr_size=16)
+    selection = select_faces(detections, convention="landmark_square", lr_size=16, policy=calibrated())
     assert selection.kept == ()
     assert len(selection.skipped) == 2
     for skipped in selection.skipped:
         assert skipped.reason == "larger than the model's useful size"
         assert crop_region_side(skipped.face, "landmark_square") > 100 and "> 32 px" in skipped.detail
     everyone = select_faces(
-        detections, convention="landmark_square", lr_size=16, policy=SelectionPolicy(all_sizes=True)
+        detections, convention="landmark_square", lr_size=16, policy=calibrated(all_sizes=True)
     )
     assert len(everyone.kept) == 2 and everyone.skipped == ()
 
@@ -403,7 +452,7 @@ def test_crop_residuals_per_pose_group_are_the_documented_ones(half_size, benchm
     for photo, detections in half_size:
         matching = benchmark_photos.match(photo, detections)
         for index, det in matching.annotated.items():
-            if detections[det].score < SelectionPolicy().score_threshold:
+            if detections[det].score < DEFAULT_SCORE_THRESHOLD:
                 continue
             points = photo.faces68[index]
             x0, y0, x1, y1 = landmark_square_from_points68(points)

@@ -29,6 +29,11 @@ GROUP_OF_SIX = ("dlib", "examples", "faces", "2008_002470.jpg")
 CAT = ("scikit-image", "src", "_skimage2", "data", "chelsea.png")
 
 
+#: These photos' faces are larger than a 16-px model restores by default (its crop at most 32 px):
+#: the tests here exercise restoring them (tests/test_face_selection_pipeline.py checks the default).
+EVERY_SIZE = SelectionPolicy(all_sizes=True)
+
+
 def photo(*parts: str) -> Path:
     return shared_path("faces", *parts)
 
@@ -36,13 +41,14 @@ def photo(*parts: str) -> Path:
 @pytest.fixture(scope="module")
 def sparnet_sr(sparnet_model_dir: Path, detector_weights: Path) -> FaceSuperResolver:
     return FaceSuperResolver.from_pretrained(
-        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=2
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=2, selection=EVERY_SIZE
     )
 
 
 @pytest.fixture(scope="module")
 def dic_sr(dic_model_dir: Path, detector_weights: Path) -> FaceSuperResolver:
-    return FaceSuperResolver.from_pretrained(dic_model_dir, device="cpu", detector_weights=detector_weights)
+    return FaceSuperResolver.from_pretrained(dic_model_dir, device="cpu", detector_weights=detector_weights,
+                                             selection=EVERY_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +143,7 @@ def test_face_selection_options(sparnet_sr: FaceSuperResolver) -> None:
     def selecting(**policy: object) -> FaceSuperResolver:
         # the same network and detector, composed with another selection policy
         return FaceSuperResolver(sparnet_sr.adapter, sparnet_sr.detector, upscale=1,
-                                 selection=SelectionPolicy(**policy))
+                                 selection=SelectionPolicy(all_sizes=True, **policy))
 
     assert selecting(max_faces=2).enhance(photo(*GROUP_OF_SIX)).num_faces == 2
     assert selecting(only_center_face=True).enhance(photo(*GROUP_OF_SIX)).num_faces == 1
@@ -162,7 +168,7 @@ def test_aligned_input_skips_detection(sparnet_sr: FaceSuperResolver) -> None:
 
 
 def test_batched_chunks_give_the_same_faces(sparnet_model_dir: Path, detector_weights: Path) -> None:
-    common = {"device": "cpu", "detector_weights": detector_weights, "upscale": 1}
+    common = {"device": "cpu", "detector_weights": detector_weights, "upscale": 1, "selection": EVERY_SIZE}
     one = FaceSuperResolver.from_pretrained(sparnet_model_dir, batch_size=1, **common)
     many = FaceSuperResolver.from_pretrained(sparnet_model_dir, batch_size=16, **common)
     one, many = one.enhance(photo(*GROUP_OF_SIX)), many.enhance(photo(*GROUP_OF_SIX))
@@ -266,7 +272,7 @@ def test_refine_crop_recrops_from_dics_own_landmarks(dic_model_dir: Path, detect
     from dicsr.face.crop import invert_affine, landmark_square_from_points68
 
     refined = FaceSuperResolver.from_pretrained(
-        dic_model_dir, device="cpu", detector_weights=detector_weights, refine_crop=True
+        dic_model_dir, device="cpu", detector_weights=detector_weights, refine_crop=True, selection=EVERY_SIZE
     ).enhance(small_two_people)
     assert refined.num_faces == dic_result.num_faces
     moved = 0
@@ -321,7 +327,7 @@ def sparnet_float_path(sparnet_model_dir: Path, detector_weights: Path) -> FaceS
     """The float paste path fed Pillow's 8-bit background through a user ``bg_upsampler``."""
     return FaceSuperResolver.from_pretrained(
         sparnet_model_dir, device="cpu", detector_weights=detector_weights, upscale=2,
-        bg_upsampler=_pillow_background,
+        bg_upsampler=_pillow_background, selection=EVERY_SIZE,
     )
 
 

@@ -28,6 +28,10 @@ pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 TWO_PEOPLE = ("face_recognition", "examples", "two_people.jpg")
 
+#: two_people's faces at a quarter size (~50 px) are larger than a 16-px model restores by default;
+#: the composition tests restore them (tests/test_face_selection_pipeline.py checks the default).
+EVERY_SIZE = SelectionPolicy(all_sizes=True)
+
 
 @pytest.fixture(scope="module")
 def sparnet(sparnet_model_dir: Path):
@@ -77,7 +81,8 @@ def test_string_model_is_from_pretrained_with_its_defaults(sparnet_model_dir: Pa
 def test_from_pretrained_builds_the_named_detector_on_first_use(sparnet_model_dir, detector_weights,
                                                                 two_people) -> None:
     sr = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", detector="mobile0.25",
-                                           detector_weights=detector_weights, offline=True, upscale=1)
+                                           detector_weights=detector_weights, offline=True, upscale=1,
+                                           selection=EVERY_SIZE)
     assert sr.detector == DetectorSpec("mobile0.25", weights=detector_weights, offline=True)
     assert sr.enhance(two_people).num_faces == 2
     built = sr.detector
@@ -240,7 +245,7 @@ def test_a_failed_move_changes_nothing(sparnet, detector) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="moving between devices needs a CUDA device")
 def test_to_moves_both_networks_to_another_device(sparnet, detector, detector_weights, two_people) -> None:
     shared = FaceSuperResolver(sparnet, detector)
-    moved = FaceSuperResolver(sparnet, detector, upscale=1).to("cuda")
+    moved = FaceSuperResolver(sparnet, detector, upscale=1, selection=EVERY_SIZE).to("cuda")
     assert moved.device.type == "cuda" and moved.detector.device.type == "cuda"
     assert sparnet.device.type == "cpu" and detector.device.type == "cpu"  # the caller's, unmoved
     assert shared.adapter is sparnet and shared.detector is detector
@@ -251,7 +256,7 @@ def test_to_moves_both_networks_to_another_device(sparnet, detector, detector_we
 
 
 def test_a_built_detector_is_on_the_resolvers_device(sparnet, detector_weights, two_people) -> None:
-    sr = FaceSuperResolver(sparnet, DetectorSpec(weights=detector_weights), upscale=1)
+    sr = FaceSuperResolver(sparnet, DetectorSpec(weights=detector_weights), upscale=1, selection=EVERY_SIZE)
     assert isinstance(sr.detector, DetectorSpec)  # nothing built at construction
     sr.to("cpu")
     assert sr.enhance(two_people).num_faces == 2
@@ -275,7 +280,7 @@ STAGES_OF_A_PHOTO = ["decode", "detect", "select", "crop", "restore",
 
 def test_stage_callback_sees_every_stage_in_order(sparnet, detector, two_people) -> None:
     events: list[StageEvent] = []
-    sr = FaceSuperResolver(sparnet, detector, upscale=2, on_stage=events.append)
+    sr = FaceSuperResolver(sparnet, detector, upscale=2, selection=EVERY_SIZE, on_stage=events.append)
     result = sr.enhance(two_people)
     assert [e.stage for e in events] == STAGES_OF_A_PHOTO
     faces = {e.stage: e.faces for e in events}
@@ -287,7 +292,7 @@ def test_stage_callback_sees_every_stage_in_order(sparnet, detector, two_people)
     assert events[-1].seconds >= sum(e.seconds for e in parts)
 
     events.clear()
-    sr_one = FaceSuperResolver(sparnet, detector, selection=SelectionPolicy(max_faces=1),
+    sr_one = FaceSuperResolver(sparnet, detector, selection=SelectionPolicy(all_sizes=True, max_faces=1),
                                on_stage=events.append)
     sr_one.enhance(two_people, paste_back=False)
     assert [(e.stage, e.faces) for e in events][2:] == [("select", 1), ("crop", 1), ("restore", 1)]
@@ -312,7 +317,7 @@ def test_refine_crop_reports_the_recrop_and_the_second_pass(dic_model_dir, tiny_
 
 
 def test_enhance_is_finish_of_restore_of_prepare(sparnet, detector, two_people) -> None:
-    sr = FaceSuperResolver(sparnet, detector, upscale=2)
+    sr = FaceSuperResolver(sparnet, detector, upscale=2, selection=EVERY_SIZE)
     prepared = sr.prepare(two_people)
     assert len(prepared.faces) == 2 and prepared.scale == 2.0
     (restored,) = sr.restore([prepared])
@@ -323,11 +328,27 @@ def test_enhance_is_finish_of_restore_of_prepare(sparnet, detector, two_people) 
         assert a.box == b.box and a.score == b.score
 
 
+def test_faces_left_alone_pass_from_select_to_the_result(sparnet, detector, two_people) -> None:
+    # the default selection leaves both ~50 px faces alone; every part carries them to the result
+    sr = FaceSuperResolver(sparnet, detector, upscale=2)
+    selection = sr.select(sr.decode(two_people), sr.detect(sr.decode(two_people)))
+    assert selection.kept == () and len(selection.skipped) == 2
+    prepared = sr.prepare(two_people)
+    assert prepared.faces == () and len(prepared.skipped) == 2
+    (restored,) = sr.restore([prepared])
+    result = sr.finish(restored)
+    assert result.num_faces == 0
+    assert [(f.box, f.reason) for f in result.skipped_faces] == [
+        (s.face.box, "larger than the model's useful size") for s in selection.skipped
+    ]
+    assert [f.box for f in sr.enhance(two_people).skipped_faces] == [f.box for f in result.skipped_faces]
+
+
 def test_faces_of_several_photos_share_the_network(sparnet, detector, two_people, tiny_face) -> None:
     # one restore call for two photos gives each photo what enhance gives it (batch_size=1: the same
     # network calls, so bit for bit)
     calls: list[int] = []
-    sr = FaceSuperResolver(sparnet, detector, upscale=1, batch_size=1,
+    sr = FaceSuperResolver(sparnet, detector, upscale=1, batch_size=1, selection=EVERY_SIZE,
                            on_stage=lambda e: calls.append(e.faces) if e.stage == "restore" else None)
     photos = [sr.prepare(two_people), sr.prepare(tiny_face, aligned=True)]
     calls.clear()

@@ -430,10 +430,13 @@ def test_detected_points_land_inside_every_crop_convention(real_detections, data
 
 @pytest.fixture(scope="module")
 def resolver(sparnet_model_dir, detector_weights):
-    from dicsr.pipeline import FaceSuperResolver
+    from dicsr.pipeline import FaceSuperResolver, SelectionPolicy
 
+    # all_sizes: the portrait's face is larger than a 16-px model restores by default; the property
+    # is about pasted faces
     return FaceSuperResolver.from_pretrained(
-        sparnet_model_dir, device="cpu", detector_weights=detector_weights, progress=False
+        sparnet_model_dir, device="cpu", detector_weights=detector_weights, progress=False,
+        selection=SelectionPolicy(all_sizes=True),
     )
 
 

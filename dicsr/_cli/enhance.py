@@ -55,12 +55,18 @@ def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
                          help="NHWC memory format (with --dtype bfloat16: the CPU fast path)")
     enhance.add_argument("--upscale", type=float, default=None,
                          help="output scale of the photo (default: the model's scale)")
+    enhance.add_argument("--max-face-size", type=float, default=None, metavar="PX",
+                         help="restore faces whose crop is at most PX input pixels (default: twice the "
+                              "model's input, where it still adds detail; larger faces are left as they are)")
+    enhance.add_argument("--all-faces", action="store_true",
+                         help="restore faces of every size (duplicates and non-faces are still left alone)")
     enhance.add_argument("--only-center-face", action="store_true")
     enhance.add_argument("--max-faces", type=int, default=None)
     enhance.add_argument("--aligned", action="store_true", help="inputs are already face crops")
     enhance.add_argument("--detector", default="mobile0.25", choices=["mobile0.25", "resnet50"])
     enhance.add_argument("--detector-weights", type=Path, default=None, help="local detector weights")
-    enhance.add_argument("--score-threshold", type=float, default=0.5)
+    enhance.add_argument("--score-threshold", type=float, default=None,
+                         help="minimum detector score (default 0.7, calibrated: docs/face-crops.md)")
     enhance.add_argument("--batch-size", type=int, default=None)
     enhance.add_argument("--max-pixels", type=int, default=None,
                          help="refuse inputs with more pixels (decompression-bomb guard; 0 = no limit; "
@@ -151,12 +157,12 @@ def _run_one(
         logger.info("skip %s: its outputs exist (use --overwrite)", source)
         return
     try:
-        faces, written = _enhance_one(resolver, source, outputs, record, args)
+        result, written = _enhance_one(resolver, source, outputs, record, args)
     except Exception as exc:  # MemoryError included: listed, and the next input goes on
         summary.failures.append((source, failure_reason(exc, source)))
         logger.debug("failed %s", source, exc_info=True)
         return
-    summary.add_done(faces, written)
+    summary.add_done(result.num_faces, written, left_alone=[face.reason for face in result.skipped_faces])
 
 
 def _existing_output_folder(folder: Path) -> bool:
@@ -192,14 +198,16 @@ def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
 
     offline = True if args.offline else None
     try:
-        detector = DetectorSpec(args.detector, weights=args.detector_weights,
-                                score_threshold=args.score_threshold, offline=offline, mirror=args.mirror)
+        detector = DetectorSpec(  # without --score-threshold: the spec's calibrated default
+            args.detector, weights=args.detector_weights, offline=offline, mirror=args.mirror,
+            **({} if args.score_threshold is None else {"score_threshold": args.score_threshold}),
+        )
+        selection = SelectionPolicy(max_face_size=args.max_face_size, all_sizes=args.all_faces,
+                                    max_faces=args.max_faces, only_center_face=args.only_center_face)
         resolver = FaceSuperResolver.from_pretrained(
             args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
             detector=detector, offline=offline, mirror=args.mirror, progress=not args.no_progress,
-            upscale=args.upscale, batch_size=args.batch_size,
-            selection=SelectionPolicy(max_faces=args.max_faces, only_center_face=args.only_center_face),
-            **limits,
+            upscale=args.upscale, batch_size=args.batch_size, selection=selection, **limits,
         )
     except DicsrError:
         raise
@@ -247,10 +255,10 @@ def _pixel_limit_option(name: str, value: int | None) -> dict[str, Any]:
 
 def _enhance_one(
     resolver: Any, source: Path, outputs: OutputFiles, record: OutputRecord, args: argparse.Namespace
-) -> tuple[int, set[str]]:
+) -> tuple[Any, set[str]]:
     """Restore ``source`` and write each of its outputs that is missing (all with --overwrite).
 
-    Returns the number of faces and the kinds of output written.
+    Returns the :class:`~dicsr.pipeline.EnhanceResult` and the kinds of output written.
     """
     from dicsr._files import atomic_write_text
     from dicsr.image import save_image
@@ -283,7 +291,7 @@ def _enhance_one(
     if wanted(outputs.image):
         save_image(output, outputs.image)
         written.add(PHOTO)
-    return result.num_faces, written
+    return result, written
 
 
 def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
@@ -304,6 +312,11 @@ def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
             "points5": to_output(face.points5),
             "landmarks68": None if face.landmarks_in_output is None else face.landmarks_in_output.tolist(),
         })
+    skipped = [
+        {"score": face.score, "box": to_output(face.box), "points5": to_output(face.points5),
+         "reason": face.reason, "detail": face.detail}
+        for face in result.skipped_faces
+    ]
     width, height = result.input_size
     return {
         "input": str(source),
@@ -311,6 +324,7 @@ def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
         "upscale": scale,
         "coordinates": "restored-photo pixels, (x, y), integer values are pixel centres",
         "faces": faces,
+        "skipped_faces": skipped,
     }
 
 

@@ -2,14 +2,16 @@
 
 Each input appears once: restored, completed (only missing side files written), skipped (every
 output exists), failed (with a one-line reason naming the file once), or left (the run was
-interrupted before it). Entries of the inputs that were passed over are listed as ignored.
+interrupted before it). Entries of the inputs that were passed over are listed as ignored. Faces
+the selection left alone are counted by reason, with the option that restores them (not an error).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,14 @@ logger = logging.getLogger("dicsr.cli")
 
 #: Ignored entries shown in the summary; ``-v`` logs every one of them as it is found.
 _IGNORED_SHOWN = 10
+
+#: What restores the faces left alone for a reason (``dicsr.face.select.SkipReason``), where an
+#: option does; the other reasons (duplicates, non-faces) are the selection doing its job.
+_RESTORED_BY = {
+    "larger than the model's useful size": "--max-face-size PX or --all-faces restores them",
+    "not the centre face": "asked by --only-center-face",
+    "beyond max_faces": "asked by --max-faces",
+}
 
 
 @dataclass
@@ -38,10 +48,13 @@ class RunSummary:
     ignored: Sequence[Ignored] = ()
     left: list[Path] = field(default_factory=list)
     interrupted_by: str | None = None
+    left_alone: Counter[str] = field(default_factory=Counter)  # faces not restored, by reason
 
-    def add_done(self, faces: int, written: set[str]) -> None:
-        """Count one processed input: its faces and the kinds of output it wrote."""
+    def add_done(self, faces: int, written: set[str], *, left_alone: Iterable[str] = ()) -> None:
+        """Count one processed input: its restored faces, the kinds of output it wrote, and the
+        reasons of the faces it left alone."""
         self.faces += faces
+        self.left_alone.update(left_alone)
         if PHOTO in written:
             self.restored += 1
         elif written:
@@ -58,7 +71,11 @@ class RunSummary:
         counts += [f"{self.completed_images} completed"] if self.completed else []
         counts += [f"{len(self.ignored)} ignored"] if self.ignored else []
         counts += [f"{len(self.left)} left"] if self.interrupted_by else []
+        counts += [f"{self.left_alone.total()} face(s) left alone"] if self.left_alone else []
         lines = ["dicsr: " + ", ".join(counts)]
+        for reason, count in self.left_alone.most_common():
+            restored_by = f" ({_RESTORED_BY[reason]})" if reason in _RESTORED_BY else ""
+            lines.append(f"  left alone: {count} face(s): {reason}{restored_by}")
         if self.completed:
             kinds = ", ".join(f"{kind} for {self.completed[kind]}" for kind in (LANDMARKS, COMPARE, FACES)
                               if kind in self.completed)

@@ -19,8 +19,8 @@ Coordinates follow :mod:`dicsr.face.crop`: integer = pixel centre; a ``size``-px
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 
-import cv2
 import numpy as np
 
 from dicsr.errors import InvalidInputError
@@ -39,6 +39,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _cv2() -> ModuleType:
+    """OpenCV, imported on first use: `import dicsr` must stay light (tests/test_package.py)."""
+    import cv2
+
+    return cv2
 
 #: Rounded-square mask radii, as a fraction of the half-side, measured with a super-ellipse norm
 #: (p = 4). The DIC crop is the landmark box enlarged 1.3× (docs/specs/dic.md §1), so the face itself reaches
@@ -145,7 +152,7 @@ def mask_for_face(size: int, landmarks: np.ndarray | None = None) -> np.ndarray:
     _check_size(size)
     if landmarks is not None:
         region = _landmark_region(landmarks, size)
-        area = 0.0 if region is None else abs(cv2.contourArea(region.astype(np.float32)))
+        area = 0.0 if region is None else abs(_cv2().contourArea(region.astype(np.float32)))
         if area >= LANDMARK_MIN_AREA * size * size:
             return landmark_mask(landmarks, size)
         logger.info(
@@ -171,14 +178,14 @@ def _landmark_region(landmarks: np.ndarray, size: int) -> np.ndarray | None:
     brows = points[_BROWS]
     up = brows.mean(axis=0) - points[_CHIN]
     raised = brows + LANDMARK_BROW_RAISE * up  # up is the chin-to-brows vector itself
-    hull = cv2.convexHull(np.concatenate([points, raised]).astype(np.float32))
+    hull = _cv2().convexHull(np.concatenate([points, raised]).astype(np.float32))
     center, half = (size - 1) / 2.0, LANDMARK_LIMIT * size / 2.0
     limit = np.array(
         [[center - half, center - half], [center + half, center - half],
          [center + half, center + half], [center - half, center + half]],
         dtype=np.float32,
     )
-    area, clipped = cv2.intersectConvexConvex(hull, limit)
+    area, clipped = _cv2().intersectConvexConvex(hull, limit)
     if clipped is None or len(clipped) < 3 or area <= 0:
         return None
     return clipped.reshape(-1, 2).astype(np.float64)

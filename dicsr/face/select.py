@@ -4,7 +4,9 @@ A face super-resolution tool writes a face into the photo, so each detection pas
 in this order, before anything is restored (docs/face-crops.md, "Face selection", gives the
 geometry behind each rule and its margin on the annotated faces):
 
-1. **Score**: detections under the score threshold are dropped (or reported, when asked).
+1. **Score**: detections under the score threshold are dropped (or reported, when asked). The
+   detector has its own threshold (:data:`DEFAULT_SCORE_THRESHOLD` for the one a
+   :class:`~dicsr.pipeline.FaceSuperResolver` builds); this one, when set, is a stricter second look.
 2. **Plausible landmarks**: the five points must be where a face's eyes, nose and mouth can be:
    inside the box, eyes above nose above mouth in the face's own (rolled) frame, a roll a photo of
    an upright person can have, and an eye distance that fits the box. Gross non-faces (a pair of
@@ -18,12 +20,16 @@ geometry behind each rule and its margin on the annotated faces):
    model's input before restoring, discarding more than half its own resolution, and its
    restoration would replace detail the photo already had with a guess.
 
+Last, what the caller asked for: only the face nearest the photo's centre, at most ``max_faces``
+of the rest (highest score first). Faces dropped there are reported too.
+
 Everything here is pure: detections in, a :class:`FaceSelection` out.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -32,7 +38,7 @@ import numpy as np
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.crop import crop_region_side, face_roll
-from dicsr.face.detect import DetectedFace
+from dicsr.face.detect import DetectedFace, nearest_to_center
 
 __all__ = [
     "DEFAULT_SCORE_THRESHOLD",
@@ -61,6 +67,8 @@ SkipReason = Literal[
     "duplicate",
     "larger than the model's useful size",
     "smaller than min_face_size",
+    "not the centre face",
+    "beyond max_faces",
 ]
 
 #: Default minimum detector score (calibrated on the annotated photos: docs/face-crops.md).
@@ -89,37 +97,55 @@ def useful_face_size(lr_size: int) -> float:
 
 @dataclass(frozen=True)
 class SelectionPolicy:
-    """Which faces to restore (the defaults are the calibrated rules of docs/face-crops.md).
+    """Which detected faces to restore (the defaults are the calibrated rules of docs/face-crops.md).
 
     Attributes:
-        score_threshold: minimum detector score.
+        score_threshold: minimum detector score, on top of the detector's own threshold
+            (``None``: keep what the detector returned; the detector a
+            :class:`~dicsr.pipeline.FaceSuperResolver` builds uses :data:`DEFAULT_SCORE_THRESHOLD`).
         report_below_threshold: report detections under ``score_threshold`` as skipped ("below
             score threshold") instead of dropping them silently.
         check_landmarks: skip detections whose five points cannot be a face's.
         max_face_size: largest crop side in source pixels; ``None``: the model's useful size,
             :func:`useful_face_size` (twice its input side).
         min_face_size: smallest crop side in source pixels (0: no minimum).
-        all_sizes: restore faces of every size (``max_face_size`` and ``min_face_size`` ignored).
+        all_sizes: restore faces of every size (``max_face_size`` and ``min_face_size`` ignored;
+            duplicates and implausible detections are still skipped). The CLI's ``--all-faces``.
+        only_center_face: restore only the face whose box centre is nearest the photo's centre.
+        max_faces: restore at most this many faces, the highest-scored (``None``: all).
+
+    Raises:
+        InvalidInputError: an attribute of the wrong type or out of range (the message names it).
     """
 
-    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    score_threshold: float | None = None
     report_below_threshold: bool = False
     check_landmarks: bool = True
     max_face_size: float | None = None
     min_face_size: float = 0.0
     all_sizes: bool = False
+    only_center_face: bool = False
+    max_faces: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise InvalidInputError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
-        if self.max_face_size is not None and not self.max_face_size > 0:
-            raise InvalidInputError(f"max_face_size must be > 0 or None, got {self.max_face_size}")
-        if not self.min_face_size >= 0:
-            raise InvalidInputError(f"min_face_size must be >= 0, got {self.min_face_size}")
+        threshold = self.score_threshold
+        if threshold is not None and not 0.0 <= _number("score_threshold", threshold) <= 1.0:
+            raise InvalidInputError(f"score_threshold must be in [0, 1] or None, got {threshold!r}")
+        if self.max_face_size is not None and not _number("max_face_size", self.max_face_size) > 0:
+            raise InvalidInputError(f"max_face_size must be > 0 or None, got {self.max_face_size!r}")
+        if not _number("min_face_size", self.min_face_size) >= 0:
+            raise InvalidInputError(f"min_face_size must be >= 0, got {self.min_face_size!r}")
         if self.max_face_size is not None and self.min_face_size > self.max_face_size:
             raise InvalidInputError(
                 f"min_face_size ({self.min_face_size}) is larger than max_face_size ({self.max_face_size})"
             )
+        for name in ("report_below_threshold", "check_landmarks", "all_sizes", "only_center_face"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInputError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        count = self.max_faces
+        whole = isinstance(count, numbers.Integral) and not isinstance(count, bool)
+        if count is not None and not (whole and count >= 1):
+            raise InvalidInputError(f"max_faces must be an integer >= 1 or None, got {count!r}")
 
     def size_range(self, lr_size: int) -> tuple[float, float]:
         """``(smallest, largest)`` crop side restored for a model with ``lr_size`` inputs."""
@@ -127,6 +153,13 @@ class SelectionPolicy:
             return 0.0, math.inf
         largest = useful_face_size(lr_size) if self.max_face_size is None else self.max_face_size
         return self.min_face_size, largest
+
+
+def _number(name: str, value: object) -> float:
+    """``value`` as a finite float, or :class:`InvalidInputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InvalidInputError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -163,6 +196,7 @@ def select_faces(
     convention: str,
     lr_size: int,
     policy: SelectionPolicy | None = None,
+    photo_size: tuple[int, int] | None = None,
 ) -> FaceSelection:
     """Split detections into the faces to restore and the ones to leave alone, each with its reason.
 
@@ -171,17 +205,25 @@ def select_faces(
         convention: the model's crop convention (it sets the crop whose size is judged).
         lr_size: side of the model's input face.
         policy: the rules' settings (default :class:`SelectionPolicy`).
+        photo_size: ``(width, height)`` of the photo; needed for ``policy.only_center_face``.
+
+    Raises:
+        InvalidInputError: ``lr_size`` is not positive, the convention is unknown, or
+            ``only_center_face`` is asked without ``photo_size``.
     """
     policy = policy or SelectionPolicy()
     if lr_size <= 0:
         raise InvalidInputError(f"lr_size must be positive, got {lr_size}")
+    if policy.only_center_face and photo_size is None:
+        raise InvalidInputError("only_center_face needs the photo's size: pass photo_size=(width, height)")
     ordered = sorted(detections, key=lambda f: (-f.score, -(f.width * f.height)))
     skipped: list[SkippedDetection] = []
     unique: list[DetectedFace] = []
+    threshold = policy.score_threshold
     for face in ordered:
-        if face.score < policy.score_threshold:
+        if threshold is not None and face.score < threshold:
             if policy.report_below_threshold:
-                detail = f"score {face.score:.3f} < {policy.score_threshold:g}"
+                detail = f"score {face.score:.3f} < {threshold:g}"
                 skipped.append(SkippedDetection(face, "below score threshold", detail))
             continue
         problem = implausible_landmarks(face) if policy.check_landmarks else None
@@ -214,6 +256,16 @@ def select_faces(
             )
         else:
             kept.append(face)
+
+    if policy.only_center_face and kept and photo_size is not None:  # (photo_size checked above)
+        center = nearest_to_center(kept, *photo_size)
+        skipped += [SkippedDetection(face, "not the centre face", "only_center_face") for face in kept
+                    if face is not center]
+        kept = [center]
+    if policy.max_faces is not None and len(kept) > policy.max_faces:
+        detail = f"{len(kept)} faces to restore, max_faces={policy.max_faces}"
+        skipped += [SkippedDetection(face, "beyond max_faces", detail) for face in kept[policy.max_faces:]]
+        kept = kept[: policy.max_faces]
     skipped.sort(key=lambda s: (-s.face.score, -(s.face.width * s.face.height)))
     return FaceSelection(kept=tuple(kept), skipped=tuple(skipped))
 

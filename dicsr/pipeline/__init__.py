@@ -9,16 +9,17 @@ stages (decode -> detect -> select -> crop -> restore -> paste) and returns the 
 ``enhance`` is ``finish(restore([prepare(image)])[0])``: :meth:`FaceSuperResolver.prepare` (no
 network), :meth:`FaceSuperResolver.restore` (faces of any number of photos through the network) and
 :meth:`FaceSuperResolver.finish` (the result). The modules are private; the names below are the
-public ones.
+public ones (:class:`SelectionPolicy` is :class:`dicsr.face.select.SelectionPolicy`, re-exported).
 """
 
 from __future__ import annotations
 
+from dicsr.face.select import SelectionPolicy
 from dicsr.image import BackgroundUpsampler
 from dicsr.pipeline._detector import DetectorSpec
-from dicsr.pipeline._options import DEFAULT_MAX_OUTPUT_PIXELS, PipelineOptions, SelectionPolicy
+from dicsr.pipeline._options import DEFAULT_MAX_OUTPUT_PIXELS, PipelineOptions
 from dicsr.pipeline._resolver import FaceSuperResolver
-from dicsr.pipeline._results import EnhanceResult, RestoredFace
+from dicsr.pipeline._results import EnhanceResult, RestoredFace, SkippedFace
 from dicsr.pipeline._stages import (
     NetworkFace,
     PreparedFace,
@@ -42,6 +43,7 @@ __all__ = [
     "RestoredFace",
     "RestoredPhoto",
     "SelectionPolicy",
+    "SkippedFace",
     "StageCallback",
     "StageEvent",
     "StageName",

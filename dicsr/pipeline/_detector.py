@@ -18,6 +18,7 @@ import torch
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.detect import DetectorNetwork, FaceDetector
+from dicsr.face.select import DEFAULT_SCORE_THRESHOLD
 from dicsr.pipeline._options import checked_flag
 
 __all__ = ["DetectorSpec"]
@@ -32,7 +33,10 @@ class DetectorSpec:
         weights: a local weights file; ``None``: the dicsr cache (``$DICSR_CACHE_DIR/detectors``),
             downloaded there from the official release if missing (checked against its size and
             sha256 either way).
-        score_threshold: minimum detector confidence.
+        score_threshold: minimum detector confidence; default
+            :data:`~dicsr.face.select.DEFAULT_SCORE_THRESHOLD` (0.7), calibrated for restoring
+            faces on annotated photos (docs/face-crops.md, "Score threshold"). A
+            :class:`~dicsr.face.detect.FaceDetector` built by hand keeps its own default, 0.5.
         offline: never download the weights (``None``: ``DICSR_OFFLINE`` or ``HF_HUB_OFFLINE``).
         mirror: a server holding the release files by name, tried before the official release
             (``None``: ``$DICSR_MIRROR``).
@@ -43,7 +47,7 @@ class DetectorSpec:
 
     network: DetectorNetwork = "mobile0.25"
     weights: str | os.PathLike[str] | None = None
-    score_threshold: float = 0.5
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
     offline: bool | None = None
     mirror: str | None = None
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from dicsr.errors import InvalidInputError
-from dicsr.face.detect import DetectedFace, nearest_to_center
+from dicsr.face.select import SelectionPolicy
 from dicsr.image import DEFAULT_MAX_PIXELS, BackgroundUpsampler
 from dicsr.pipeline._stages import StageCallback
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_PIXELS",
     "PipelineOptions",
-    "SelectionPolicy",
     "checked_flag",
     "checked_pixel_limit",
     "checked_scale",
@@ -31,36 +30,6 @@ __all__ = [
 #: Default cap on the restored photo's size when ``upscale`` is left to the model's scale:
 #: an 8x upscale of a 12 MP photo would need ~9 GB of float32 pixels.
 DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000
-
-
-@dataclass(frozen=True)
-class SelectionPolicy:
-    """Which of the detected faces are restored (the select stage); the rest of the photo is
-    upscaled like the background.
-
-    Attributes:
-        max_faces: restore at most this many faces, the highest-scored (``None``: all).
-        only_center_face: restore only the face whose box centre is nearest the photo's centre
-            (applied before ``max_faces``).
-
-    Raises:
-        InvalidInputError: an attribute of the wrong type or out of range (the message names it).
-    """
-
-    max_faces: int | None = None
-    only_center_face: bool = False
-
-    def __post_init__(self) -> None:
-        if self.max_faces is not None:
-            object.__setattr__(self, "max_faces", checked_count("max_faces", self.max_faces))
-        checked_flag("only_center_face", self.only_center_face)
-
-    def select(self, faces: Sequence[DetectedFace], width: int, height: int) -> list[DetectedFace]:
-        """The faces to restore out of ``faces`` (highest score first) found in a ``width × height`` photo."""
-        kept = list(faces)
-        if self.only_center_face and kept:
-            kept = [nearest_to_center(kept, width, height)]
-        return kept[: self.max_faces] if self.max_faces is not None else kept
 
 
 class PipelineOptions(TypedDict, total=False):
@@ -97,7 +66,7 @@ class CheckedOptions:
             self._set("selection", SelectionPolicy())
         elif not isinstance(self.selection, SelectionPolicy):
             raise InvalidInputError(
-                f"selection must be a dicsr.pipeline.SelectionPolicy, got {type(self.selection).__name__}"
+                f"selection must be a SelectionPolicy (dicsr.pipeline), got {type(self.selection).__name__}"
             )
         checked_flag("refine_crop", self.refine_crop)
         if self.batch_size is not None:

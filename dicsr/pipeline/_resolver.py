@@ -32,6 +32,7 @@ from dicsr.errors import InvalidInputError, UnsupportedDtypeError
 from dicsr.face.crop import Box, FaceCrop, apply_affine, crop_aligned, crop_face
 from dicsr.face.detect import DetectedFace, DetectorNetwork, FaceDetector
 from dicsr.face.paste import paste_faces
+from dicsr.face.select import FaceSelection, SelectionPolicy, SkipReason, select_faces
 from dicsr.families import Family, ModelConfig, NetworkAdapter, get_family
 from dicsr.image import (
     DEFAULT_MAX_PIXELS,
@@ -49,12 +50,11 @@ from dicsr.pipeline._detector import DetectorSpec
 from dicsr.pipeline._options import (
     DEFAULT_MAX_OUTPUT_PIXELS,
     CheckedOptions,
-    SelectionPolicy,
     checked_flag,
     checked_scale,
 )
 from dicsr.pipeline._output_size import check_output_size, default_output_scale
-from dicsr.pipeline._results import EnhanceResult, RestoredFace
+from dicsr.pipeline._results import EnhanceResult, RestoredFace, SkippedFace
 from dicsr.pipeline._stages import (
     NetworkFace,
     PreparedFace,
@@ -99,7 +99,10 @@ class FaceSuperResolver:
             dicsr cache).
         upscale: output scale of the whole photo; default the model's scale (8 for DIC, 1 for
             SPARNetHD), lowered (not below 1) if the output would exceed ``max_output_pixels``.
-        selection: which detected faces are restored (default :class:`SelectionPolicy`: all).
+        selection: which detected faces are restored (default :class:`SelectionPolicy`: each real
+            face once, and only where the model adds detail: its crop at most twice the model's
+            input side, docs/face-crops.md, "Face selection"). The others are reported in
+            :attr:`EnhanceResult.skipped_faces` with their reasons.
         refine_crop: for families that can (:meth:`dicsr.families.Family.can_recrop`, DIC): crop each
             face again from the landmarks the network predicts on it (its training crop) and
             restore it again when the crop moved noticeably; ignored for the others.
@@ -193,7 +196,8 @@ class FaceSuperResolver:
             dtype: network precision: ``float32`` (default), ``float16`` (CUDA/MPS) or ``bfloat16``.
             channels_last: run convolutions in NHWC memory format (faster on recent GPUs/CPUs).
             detector: RetinaFace backbone, ``"mobile0.25"`` (fast) or ``"resnet50"`` (accurate),
-                built on first use on the resolver's device; or a ready
+                built on first use on the resolver's device with the calibrated score threshold
+                (:class:`DetectorSpec`); or a ready
                 :class:`~dicsr.face.detect.FaceDetector` or :class:`DetectorSpec`.
             detector_weights: local weights of the named backbone; by default they are fetched into
                 the dicsr cache (``$DICSR_CACHE_DIR``, default ``~/.cache/dicsr``).
@@ -433,10 +437,11 @@ class FaceSuperResolver:
         # Before detection and the network: a photo too large to restore fails at once.
         scale = self._output_scale(width, height, upscale, paste_back=paste_back)
         if aligned:
-            faces = self.crop_aligned(photo)
-        else:
-            faces = self.crop(photo, self.select(photo, self.detect(photo)))
-        return PreparedPhoto(photo=photo, faces=tuple(faces), scale=scale)
+            return PreparedPhoto(photo=photo, faces=tuple(self.crop_aligned(photo)), scale=scale)
+        selection = self.select(photo, self.detect(photo))
+        faces = self.crop(photo, selection.kept)
+        skipped = tuple(_skipped_face(s.face, s.reason, s.detail) for s in selection.skipped)
+        return PreparedPhoto(photo=photo, faces=tuple(faces), scale=scale, skipped=skipped)
 
     def restore(self, photos: Sequence[PreparedPhoto], *, return_steps: bool = False) -> list[RestoredPhoto]:
         """The network part: the faces of any number of prepared photos, in memory-bounded batches
@@ -473,7 +478,7 @@ class FaceSuperResolver:
             by_photo[i].append(output)
         return [
             RestoredPhoto(photo=prepared.photo, faces=tuple(faces[i]), outputs=tuple(by_photo[i]),
-                          scale=prepared.scale)
+                          scale=prepared.scale, skipped=prepared.skipped)
             for i, prepared in enumerate(photos)
         ]
 
@@ -483,7 +488,8 @@ class FaceSuperResolver:
         faces = self._restored_faces(restored)
         image = self.paste(restored) if paste_back else None
         height, width = restored.photo.rgb.shape[:2]
-        return EnhanceResult(image=image, faces=faces, upscale=restored.scale, input_size=(width, height))
+        return EnhanceResult(image=image, faces=faces, upscale=restored.scale, input_size=(width, height),
+                             skipped_faces=restored.skipped)
 
     # -- stages ----------------------------------------------------------------------------------
 
@@ -503,13 +509,19 @@ class FaceSuperResolver:
         self._report("detect", start, len(found))
         return found
 
-    def select(self, photo: LoadedImage, detections: Sequence[DetectedFace]) -> list[DetectedFace]:
-        """The detections to restore, by :attr:`selection` (stage ``select``)."""
+    def select(self, photo: LoadedImage, detections: Sequence[DetectedFace]) -> FaceSelection:
+        """The detections to restore and the ones left alone with their reasons, by
+        :attr:`selection` and the model's input size (stage ``select``; its count is the kept faces)."""
         start = time.perf_counter()
         height, width = photo.rgb.shape[:2]
-        kept = self.selection.select(detections, width, height)
-        self._report("select", start, len(kept))
-        return kept
+        selection = select_faces(detections, convention=self.config.crop, lr_size=self.config.lr_size,
+                                 policy=self.selection, photo_size=(width, height))
+        if selection.skipped:
+            logger.info("restoring %d face(s), leaving %d alone", len(selection.kept), len(selection.skipped))
+            for left in selection.skipped:
+                logger.info("left alone (%s): score %.2f, %s", left.reason, left.face.score, left.detail)
+        self._report("select", start, len(selection.kept))
+        return selection
 
     def crop(self, photo: LoadedImage, faces: Sequence[DetectedFace]) -> list[PreparedFace]:
         """Cut each face out the way the model's training data was made (stage ``crop``)."""
@@ -676,6 +688,10 @@ def _load_adapter(
     adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline, progress=progress,
                          mirror=mirror)
     return adapter.to(device_, dtype_, channels_last=channels_last)
+
+
+def _skipped_face(face: DetectedFace, reason: SkipReason, detail: str) -> SkippedFace:
+    return SkippedFace(box=face.box, score=face.score, points5=face.points5, reason=reason, detail=detail)
 
 
 def _pairs(restored: RestoredPhoto) -> zip[tuple[PreparedFace, NetworkFace]]:

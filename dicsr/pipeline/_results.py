@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dicsr.face.select import SkipReason
 from dicsr.image import ImageOutput
 
-__all__ = ["EnhanceResult", "RestoredFace"]
+__all__ = ["EnhanceResult", "RestoredFace", "SkippedFace"]
 
 
 @dataclass(frozen=True)
@@ -52,23 +53,51 @@ class RestoredFace:
 
 
 @dataclass(frozen=True)
+class SkippedFace:
+    """A detected face that was not restored, and why (docs/face-crops.md, "Face selection").
+
+    Where it is, the restored photo shows the photo's own pixels, upscaled.
+
+    Attributes:
+        box: the detector's face box ``(x0, y0, x1, y1)`` in input-photo coordinates.
+        score: detector confidence.
+        points5: the detector's five points in input-photo coordinates, shape (5, 2).
+        reason: which rule left it alone (:data:`dicsr.face.select.SkipReason`):
+            ``"larger than the model's useful size"``, ``"duplicate"``, ``"implausible landmarks"``,
+            ``"smaller than min_face_size"``, ``"not the centre face"``, ``"beyond max_faces"``, or
+            ``"below score threshold"`` when the selection policy reports those.
+        detail: the numbers behind the reason, for people (``"crop 77.0 px > 32 px (2 × the
+            model's 16-px input)"``).
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    points5: np.ndarray
+    reason: SkipReason
+    detail: str
+
+
+@dataclass(frozen=True)
 class EnhanceResult:
     """The outcome of :meth:`dicsr.FaceSuperResolver.enhance`.
 
     Attributes:
         image: the whole restored photo, upscaled by ``upscale``, in the type family of the input
             (alpha and 16-bit depth carried through); ``None`` when ``paste_back=False``.
-        faces: the restored faces, in detection order (highest score first).
+        faces: the restored faces only, in detection order (highest score first).
         upscale: factor between the input photo and ``image``.
         input_size: ``(width, height)`` of the input photo after EXIF orientation.
+        skipped_faces: every other detection, with the reason it was left alone (highest score
+            first); ``()`` for ``aligned`` inputs.
     """
 
     image: ImageOutput | None
     faces: tuple[RestoredFace, ...]
     upscale: float
     input_size: tuple[int, int]
+    skipped_faces: tuple[SkippedFace, ...] = ()
 
     @property
     def num_faces(self) -> int:
-        """Number of faces found and restored."""
+        """Number of faces restored (``len(faces)``; the skipped ones are not counted)."""
         return len(self.faces)

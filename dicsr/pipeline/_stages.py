@@ -23,6 +23,7 @@ import numpy as np
 from dicsr.face.crop import FaceCrop
 from dicsr.face.detect import DetectedFace
 from dicsr.image import LoadedImage
+from dicsr.pipeline._results import SkippedFace
 
 __all__ = [
     "NetworkFace",
@@ -99,11 +100,13 @@ class PreparedPhoto:
         photo: the decoded photo.
         faces: its faces to restore, highest detector score first.
         scale: the restored photo's scale (its size is :func:`dicsr.image.upscaled_size`).
+        skipped: the detections the selection left alone, with their reasons.
     """
 
     photo: LoadedImage
     faces: tuple[PreparedFace, ...]
     scale: float
+    skipped: tuple[SkippedFace, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,9 +137,11 @@ class RestoredPhoto:
             landmarks has its new crop).
         outputs: the network's output for each face, in the order of ``faces``.
         scale: the restored photo's scale.
+        skipped: the detections the selection left alone (from the :class:`PreparedPhoto`).
     """
 
     photo: LoadedImage
     faces: tuple[PreparedFace, ...]
     outputs: tuple[NetworkFace, ...]
     scale: float
+    skipped: tuple[SkippedFace, ...] = ()
