@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from types import ModuleType
 
-from conftest import REPO_ROOT
+from _support import REPO_ROOT
 
 #: The curated public surface: the top level and the advanced tier (docs/architecture.md).
 PUBLIC_PACKAGES = (

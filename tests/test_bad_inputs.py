@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, shared_path
+from _support import REPO_ROOT, shared_path
 from PIL import Image
 
 import dicsr

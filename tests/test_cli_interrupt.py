@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 
 from dicsr._files import is_temporary_sibling

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 
 from dicsr.cli import main

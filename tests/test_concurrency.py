@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 
 from dicsr.image import load_image
 from dicsr.pipeline import FaceSuperResolver, SelectionPolicy

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 
 from dicsr.errors import (
     ArchitectureMismatchError,
@@ -377,7 +377,7 @@ def test_load_model_unknown_reference_suggests_names(tmp_path: Path) -> None:
 
 
 def test_converted_config_is_the_published_one(sparnet_folder: Path, dic_folder: Path) -> None:
-    from conftest import REPO_ROOT
+    from _support import REPO_ROOT
 
     for name, folder in (("sparnet", sparnet_folder), ("dic-celeba", dic_folder)):
         published = REPO_ROOT / "zoo" / name / "config.json"

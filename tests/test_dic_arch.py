@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 
 from dicsr.face.landmarks import official_argmax_landmarks, subpixel_landmarks
 from dicsr.families import ModelConfig, NetworkOutput

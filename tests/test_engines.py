@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 
 from dicsr.engines import ENGINES, export_onnx, onnxruntime_adapter, with_engine
 from dicsr.errors import InvalidInputError, UnsupportedDtypeError

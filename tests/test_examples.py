@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, shared_path
+from _support import REPO_ROOT, shared_path
 from PIL import Image
 
 EXAMPLES = REPO_ROOT / "examples"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.consistency import back_project, downsampling_matrix, lr_disagreement

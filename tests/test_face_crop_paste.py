@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, shared_path
+from _support import REPO_ROOT, shared_path
 from PIL import Image
 
 from dicsr.errors import CheckpointError, InvalidInputError

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 
 from dicsr.errors import (

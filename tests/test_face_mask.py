@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from _support import shared_path
 from scipy.spatial import ConvexHull
 
 from dicsr.errors import InvalidInputError

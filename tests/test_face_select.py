@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, SHARED_DIR, shared_path
+from _support import REPO_ROOT, SHARED_DIR, shared_path
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.crop import crop_region_side, landmark_square_from_detection, landmark_square_from_points68

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 
 from dicsr import FaceSuperResolver

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO_ROOT, shared_path
+from _support import REPO_ROOT, shared_path
 from PIL import Image
 from torch import nn
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, shared_path
+from _support import REPO_ROOT, shared_path
 from hubserver import HubServer
 
 from dicsr.errors import IntegrityError, InvalidWeightsError, ModelNotFoundError, WeightsUnavailableError

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 
 from dicsr.errors import ImageTooLargeError, InvalidImageError, InvalidInputError

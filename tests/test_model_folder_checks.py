@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 
 from dicsr.errors import (
     ArchitectureMismatchError,

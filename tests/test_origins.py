@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, shared_path
+from _support import REPO_ROOT, shared_path
 from originserver import ClosingServer, OriginServer
 
 from dicsr.errors import IntegrityError, WeightsUnavailableError

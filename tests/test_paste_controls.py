@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from _support import shared_path
 
 from dicsr.errors import InvalidInputError
 from dicsr.face.consistency import back_project

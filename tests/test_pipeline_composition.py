@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 
 from dicsr import FaceSuperResolver

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from _support import shared_path
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 from torch import nn
 

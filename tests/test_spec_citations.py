@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import REPO_ROOT
+from _support import REPO_ROOT
 
 SPECS = REPO_ROOT / "docs" / "specs"
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from _support import REPO_ROOT
 
 from dicsr.errors import ModelNotFoundError
 from dicsr.families import GITHUB_RELEASE, GOOGLE_DRIVE, ModelConfig, get_family
