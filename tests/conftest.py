@@ -85,14 +85,16 @@ SHARED_ENTRY_POINTS = frozenset({"shared_path", "SHARED_DIR"})
 #: processes and wait for them to be interrupted mid-run.
 SLOW_MODULES = frozenset({"test_cli_interrupt.py"})
 
-#: Tests that take long (``file::name``, every parametrisation): the ones over 30 s in the
-#: durations full runs printed on this two-core machine under the load of the other sessions (about
-#: 5 s on a quiet machine): whole photos through DIC, DIC's golden parity over every step, model
-#: conversions and the subprocess runs of the examples and the CLI. SPARNet's golden test stays in
-#: the fast tier (parity with the official code is checked on every run of it); DIC's is slow.
+#: Tests that take long (``file::name``, every parametrisation): the ones over 30 s, with the
+#: module fixture only they use, in the durations that full and fast-tier runs printed on this
+#: two-core machine under the load of the other sessions (about 5 s on a quiet machine): whole
+#: photos through DIC, DIC's golden parity over every step, model conversions, the calibration on
+#: the annotated photos, the subprocess runs of the examples and the CLI. SPARNet's golden test
+#: stays in the fast tier (parity with the official code is checked on every run of it).
 #: Modules also mark their own (``@pytest.mark.slow``: fuzzing, the compiled and ONNX engines).
 SLOW_TESTS = frozenset({
     "test_cli.py::test_convert_writes_a_model_folder_and_refuses_to_overwrite",
+    "test_cli.py::test_enhance_bf16_channels_last",
     "test_cli.py::test_enhance_folder_with_every_output",
     "test_cli.py::test_enhance_with_dic_landmarks",
     "test_concurrency.py::test_threads_sharing_one_resolver_get_the_serial_results",
@@ -110,9 +112,16 @@ SLOW_TESTS = frozenset({
     "test_examples.py::test_enhance_photo",
     "test_examples.py::test_landmarks_overlay",
     "test_examples.py::test_network_only_on_a_gfpgan_crop",
+    "test_examples.py::test_paste_controls",
+    "test_face_consistency.py::test_back_projection_makes_the_golden_networks_agree_with_the_photo",
+    "test_face_select.py::test_crop_residuals_per_pose_group_are_the_documented_ones",
+    "test_face_select.py::test_no_face_is_restored_on_photos_without_one",
+    "test_face_select.py::test_no_two_restored_faces_overlap_on_real_photos",
+    "test_face_select.py::test_precision_and_recall_at_the_defaults_are_the_documented_ones",
     "test_face_selection_pipeline.py::test_cli_says_why_it_left_faces_alone_and_all_faces_restores_them",
     "test_face_selection_pipeline.py::test_tiny_faces_are_restored_and_large_ones_reported",
     "test_hub.py::test_revisions_are_pinned",
+    "test_origins.py::test_a_corrupted_cached_folder_is_detected_on_load",
     "test_origins.py::test_a_transfer_cut_mid_body_resumes_with_a_range_request",
     "test_origins.py::test_a_truncated_body_is_a_typed_error_and_the_next_call_resumes",
     "test_origins.py::test_enhance_with_a_zoo_name_needs_no_other_step_then_works_offline",
