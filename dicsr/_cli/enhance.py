@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
-import numpy as np
-
 from dicsr._cli.inputs import ALLOW_FLAG, Ignored, collect_inputs, unusable_reason
 from dicsr._cli.interrupts import Terminated
-from dicsr._cli.outputs import (
+from dicsr._cli.summary import RunSummary, failure_reason
+from dicsr._files import remove_abandoned_temporaries
+from dicsr._photo_files import (
     COMPARE,
     FACES,
     LANDMARKS,
@@ -26,12 +26,10 @@ from dicsr._cli.outputs import (
     OutputRecord,
     check_inputs_are_not_replaced,
     check_output_format,
+    landmarks_record,
     plan_outputs,
 )
-from dicsr._cli.summary import RunSummary, failure_reason
-from dicsr._files import remove_abandoned_temporaries
 from dicsr.errors import CheckpointError, DicsrError, InvalidInputError, WeightsUnavailableError
-from dicsr.image import upscaled_points
 
 __all__ = ["add_enhance_parser"]
 
@@ -283,7 +281,7 @@ def _enhance_one(
                 save_image(result.faces[index].image, outputs.face(index))
                 written.add(FACES)
     if wanted(outputs.landmarks):
-        atomic_write_text(outputs.landmarks, json.dumps(_landmarks_record(source, result), indent=2))
+        atomic_write_text(outputs.landmarks, json.dumps(landmarks_record(source, result), indent=2))
         written.add(LANDMARKS)
     if wanted(outputs.compare):
         save_image(side_by_side(source, output), outputs.compare)
@@ -292,40 +290,6 @@ def _enhance_one(
         save_image(output, outputs.image)
         written.add(PHOTO)
     return result, written
-
-
-def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
-    """JSON-ready description of the faces of one image, in output-photo coordinates."""
-    scale = result.upscale
-
-    def to_output(values: Any) -> Any:
-        if values is None:
-            return None
-        return upscaled_points(np.asarray(values, dtype=np.float64), scale).tolist()
-
-    faces = []
-    for face in result.faces:
-        faces.append({
-            "score": face.score,
-            "box": to_output(face.detection_box),
-            "crop_box": to_output(face.box),
-            "points5": to_output(face.points5),
-            "landmarks68": None if face.landmarks_in_output is None else face.landmarks_in_output.tolist(),
-        })
-    skipped = [
-        {"score": face.score, "box": to_output(face.box), "points5": to_output(face.points5),
-         "reason": face.reason, "detail": face.detail}
-        for face in result.skipped_faces
-    ]
-    width, height = result.input_size
-    return {
-        "input": str(source),
-        "input_size": [width, height],
-        "upscale": scale,
-        "coordinates": "restored-photo pixels, (x, y), integer values are pixel centres",
-        "faces": faces,
-        "skipped_faces": skipped,
-    }
 
 
 @contextlib.contextmanager
