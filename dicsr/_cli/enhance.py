@@ -190,23 +190,29 @@ def _prepare_output_folder(folder: Path) -> None:
         ) from exc
 
 
-def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
-    """Load the model and (unless --aligned) the face detector, or stop the run with one typed line."""
-    from dicsr.pipeline import DetectorSpec, FaceSuperResolver, SelectionPolicy
+def resolver_arguments(args: argparse.Namespace, limits: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``FaceSuperResolver.from_pretrained(args.model, ...)`` the options ask for
+    (also what each Ray actor builds its resolver from)."""
+    from dicsr.pipeline import DetectorSpec, SelectionPolicy
 
     offline = True if args.offline else None
+    detector = DetectorSpec(  # without --score-threshold: the spec's calibrated default
+        args.detector, weights=args.detector_weights, offline=offline, mirror=args.mirror,
+        **({} if args.score_threshold is None else {"score_threshold": args.score_threshold}),
+    )
+    selection = SelectionPolicy(max_face_size=args.max_face_size, all_sizes=args.all_faces,
+                                max_faces=args.max_faces, only_center_face=args.only_center_face)
+    return dict(device=args.device, dtype=args.dtype, channels_last=args.channels_last, detector=detector,
+                offline=offline, mirror=args.mirror, progress=not args.no_progress, upscale=args.upscale,
+                batch_size=args.batch_size, selection=selection, **limits)
+
+
+def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
+    """Load the model and (unless --aligned) the face detector, or stop the run with one typed line."""
+    from dicsr.pipeline import FaceSuperResolver
+
     try:
-        detector = DetectorSpec(  # without --score-threshold: the spec's calibrated default
-            args.detector, weights=args.detector_weights, offline=offline, mirror=args.mirror,
-            **({} if args.score_threshold is None else {"score_threshold": args.score_threshold}),
-        )
-        selection = SelectionPolicy(max_face_size=args.max_face_size, all_sizes=args.all_faces,
-                                    max_faces=args.max_faces, only_center_face=args.only_center_face)
-        resolver = FaceSuperResolver.from_pretrained(
-            args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
-            detector=detector, offline=offline, mirror=args.mirror, progress=not args.no_progress,
-            upscale=args.upscale, batch_size=args.batch_size, selection=selection, **limits,
-        )
+        resolver = FaceSuperResolver.from_pretrained(args.model, **resolver_arguments(args, limits))
     except DicsrError:
         raise
     except Exception as exc:  # a hostile or broken model folder must not end in a traceback
