@@ -164,6 +164,7 @@ def enhance_jobs(
     cpus_per_actor: float = 1.0,
     gpus_per_actor: float = 0.0,
     photos_per_batch: int = 4,
+    threads_per_actor: int | None = None,
     overwrite: bool = False,
     aligned: bool = False,
     address: str | None = None,
@@ -181,6 +182,10 @@ def enhance_jobs(
             pool's total below the machine's CPUs: the reads need some too.
         gpus_per_actor: GPUs each actor reserves; a fraction (``0.5``) shares a GPU between actors.
         photos_per_batch: photos handed to an actor at a time.
+        threads_per_actor: PyTorch intra-op threads in each actor; ``None``: Ray's choice (the CPUs
+            the actor reserves, at least 1). Float convolutions on a CPU add up in an order that
+            depends on the thread count: outputs are bitwise those of a local run with as many
+            threads (``OMP_NUM_THREADS``), and may differ from others by a level in a few pixels.
         overwrite: replace existing outputs (default: a photo whose outputs all exist is skipped, and
             of the others only the missing outputs are written).
         aligned: the photos are face crops already (no detection).
@@ -198,7 +203,7 @@ def enhance_jobs(
         InvalidInputError: Ray is not installed, an option out of range, or jobs on several file
             systems.
     """
-    _check_pool(actors, cpus_per_actor, gpus_per_actor, photos_per_batch)
+    _check_pool(actors, cpus_per_actor, gpus_per_actor, photos_per_batch, threads_per_actor)
     if not jobs:
         raise InvalidInputError("no photos to restore: jobs is empty")
     ray = require_ray()
@@ -217,7 +222,7 @@ def enhance_jobs(
         batch_format="pyarrow",
         fn_constructor_kwargs={
             "model": os.fspath(model), "resolver_options": {**resolver_options, "progress": False},
-            "jobs": by_read_path, "overwrite": overwrite, "aligned": aligned,
+            "jobs": by_read_path, "overwrite": overwrite, "aligned": aligned, "threads": threads_per_actor,
         },
         num_cpus=cpus_per_actor,
         num_gpus=gpus_per_actor,
@@ -240,7 +245,7 @@ def _version(text: str) -> tuple[int, int]:
     return (int(match[1]), int(match[2])) if match else (0, 0)
 
 
-def _check_pool(actors: Any, cpus: Any, gpus: Any, photos_per_batch: Any) -> None:
+def _check_pool(actors: Any, cpus: Any, gpus: Any, photos_per_batch: Any, threads: Any) -> None:
     if (not isinstance(actors, (tuple, list)) or len(actors) != 2
             or not all(isinstance(n, int) and not isinstance(n, bool) for n in actors)
             or not 1 <= actors[0] <= actors[1]):
@@ -254,8 +259,11 @@ def _check_pool(actors: Any, cpus: Any, gpus: Any, photos_per_batch: Any) -> Non
         raise InvalidInputError(
             "an actor needs some CPU or GPU: cpus_per_actor and gpus_per_actor are both 0"
         )
-    if isinstance(photos_per_batch, bool) or not isinstance(photos_per_batch, int) or photos_per_batch < 1:
-        raise InvalidInputError(f"photos_per_batch must be a whole number >= 1, got {photos_per_batch!r}")
+    for name, value in (("photos_per_batch", photos_per_batch), ("threads_per_actor", threads)):
+        if value is None and name == "threads_per_actor":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInputError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 def _as_list(sources: Any) -> list[Any]:
@@ -294,8 +302,14 @@ class _PhotoRestorer:
     """The callable class of ``map_batches``: one resolver per actor, built once, then batch after batch."""
 
     def __init__(self, model: str, resolver_options: Mapping[str, Any],
-                 jobs: Mapping[str, tuple[str, str, str | None]], overwrite: bool, aligned: bool) -> None:
+                 jobs: Mapping[str, tuple[str, str, str | None]], overwrite: bool, aligned: bool,
+                 threads: int | None) -> None:
+        import torch
+
         from dicsr.pipeline import FaceSuperResolver
+
+        if threads is not None:
+            torch.set_num_threads(threads)
 
         self._resolver = FaceSuperResolver.from_pretrained(model, **resolver_options)
         if not aligned:

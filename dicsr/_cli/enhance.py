@@ -14,6 +14,7 @@ from typing import Any, TypeGuard
 
 from dicsr._cli.inputs import ALLOW_FLAG, Ignored, collect_inputs, unusable_reason
 from dicsr._cli.interrupts import Terminated
+from dicsr._cli.ray_engine import add_engine_options, check_engine_options, run_on_ray
 from dicsr._cli.summary import RunSummary, failure_reason
 from dicsr._files import remove_abandoned_temporaries
 from dicsr._photo_files import (
@@ -83,6 +84,7 @@ def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
                          help="let -o be (inside) an input folder; dicsr's outputs there are never read as "
                               "inputs and no input is ever replaced")
     enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_options(enhance)
     enhance.set_defaults(handler=run_enhance)
     return enhance
 
@@ -95,6 +97,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     output folder, the model, the face detector. Then each input is processed on its own: its
     failure is listed and the run goes on.
     """
+    check_engine_options(args)
     limits = {**_pixel_limit_option("max_pixels", args.max_pixels),
               **_pixel_limit_option("max_output_pixels", args.max_output_pixels)}
     check_output_format(args.ext)
@@ -125,6 +128,9 @@ def run_enhance(args: argparse.Namespace) -> int:
     for entry in found.ignored:
         logger.info("ignored %s: %s", entry.path, entry.reason)
     jobs = [(image.path, plan) for image, plan in zip(inputs, plans, strict=True)]
+    if args.engine == "ray":  # the same jobs, summary and exit code; each Ray actor loads its own model
+        del resolver
+        return run_on_ray(jobs, record, args, summary, resolver_arguments(args, limits))
     done = 0
     try:
         with _progress(len(jobs), enabled=not args.no_progress) as advance:
