@@ -89,7 +89,8 @@ def main() -> None:
         "load_average": os.getloadavg(), "serial_photos_per_s": serial,
         "ray_photos_per_s": {str(n): rates[n] for n in rates},
     }
-    print(f"{len(jobs)} photos, {faces} faces, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    load = os.getloadavg()[0]
+    print(f"{len(jobs)} photos, {faces} faces, load average {load:.1f} on {os.cpu_count()} CPUs")
     print(f"serial enhance in the driver (1 thread):   {serial:.2f} photos/s")
     for n, values in rates.items():
         print(f"Ray, {n} actor(s), whole job: median {statistics.median(values):.2f} photos/s "

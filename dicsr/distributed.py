@@ -38,7 +38,15 @@ if TYPE_CHECKING:  # pragma: no cover - for the type checker only
 
     from dicsr.pipeline import EnhanceResult
 
-__all__ = ["RESULT_COLUMNS", "PhotoJob", "enhance_dataset", "enhance_jobs", "plan_jobs", "require_ray"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "PhotoJob",
+    "actor_pool_arguments",
+    "enhance_dataset",
+    "enhance_jobs",
+    "plan_jobs",
+    "require_ray",
+]
 
 #: The columns of the returned dataset, one row per photo:
 #:

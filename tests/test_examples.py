@@ -50,6 +50,7 @@ PUBLIC_MODULES = (
     "dicsr.face.consistency",
     "dicsr.face.landmarks",
     "dicsr.weights",
+    "dicsr.distributed",
 )
 
 
