@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dicsr
 
-HEAVY_MODULES = ("facexlib", "torchvision", "huggingface_hub", "safetensors", "cv2")
+HEAVY_MODULES = ("facexlib", "torchvision", "huggingface_hub", "safetensors", "cv2", "ray", "pyarrow")
 
 
 def _run_python(code: str) -> str:

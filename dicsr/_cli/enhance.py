@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
-import numpy as np
-
 from dicsr._cli.inputs import ALLOW_FLAG, Ignored, collect_inputs, unusable_reason
 from dicsr._cli.interrupts import Terminated
-from dicsr._cli.outputs import (
+from dicsr._cli.ray_engine import add_engine_options, check_engine_options, run_on_ray
+from dicsr._cli.summary import RunSummary, failure_reason
+from dicsr._files import remove_abandoned_temporaries
+from dicsr._photo_files import (
     COMPARE,
     FACES,
     LANDMARKS,
@@ -26,12 +27,10 @@ from dicsr._cli.outputs import (
     OutputRecord,
     check_inputs_are_not_replaced,
     check_output_format,
+    landmarks_record,
     plan_outputs,
 )
-from dicsr._cli.summary import RunSummary, failure_reason
-from dicsr._files import remove_abandoned_temporaries
 from dicsr.errors import CheckpointError, DicsrError, InvalidInputError, WeightsUnavailableError
-from dicsr.image import upscaled_points
 
 __all__ = ["add_enhance_parser"]
 
@@ -85,6 +84,7 @@ def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
                          help="let -o be (inside) an input folder; dicsr's outputs there are never read as "
                               "inputs and no input is ever replaced")
     enhance.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_options(enhance)
     enhance.set_defaults(handler=run_enhance)
     return enhance
 
@@ -97,6 +97,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     output folder, the model, the face detector. Then each input is processed on its own: its
     failure is listed and the run goes on.
     """
+    check_engine_options(args)
     limits = {**_pixel_limit_option("max_pixels", args.max_pixels),
               **_pixel_limit_option("max_output_pixels", args.max_output_pixels)}
     check_output_format(args.ext)
@@ -127,6 +128,9 @@ def run_enhance(args: argparse.Namespace) -> int:
     for entry in found.ignored:
         logger.info("ignored %s: %s", entry.path, entry.reason)
     jobs = [(image.path, plan) for image, plan in zip(inputs, plans, strict=True)]
+    if args.engine == "ray":  # the same jobs, summary and exit code; each Ray actor loads its own model
+        del resolver
+        return run_on_ray(jobs, record, args, summary, resolver_arguments(args, limits))
     done = 0
     try:
         with _progress(len(jobs), enabled=not args.no_progress) as advance:
@@ -192,23 +196,29 @@ def _prepare_output_folder(folder: Path) -> None:
         ) from exc
 
 
-def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
-    """Load the model and (unless --aligned) the face detector, or stop the run with one typed line."""
-    from dicsr.pipeline import DetectorSpec, FaceSuperResolver, SelectionPolicy
+def resolver_arguments(args: argparse.Namespace, limits: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``FaceSuperResolver.from_pretrained(args.model, ...)`` the options ask for
+    (also what each Ray actor builds its resolver from)."""
+    from dicsr.pipeline import DetectorSpec, SelectionPolicy
 
     offline = True if args.offline else None
+    detector = DetectorSpec(  # without --score-threshold: the spec's calibrated default
+        args.detector, weights=args.detector_weights, offline=offline, mirror=args.mirror,
+        **({} if args.score_threshold is None else {"score_threshold": args.score_threshold}),
+    )
+    selection = SelectionPolicy(max_face_size=args.max_face_size, all_sizes=args.all_faces,
+                                max_faces=args.max_faces, only_center_face=args.only_center_face)
+    return dict(device=args.device, dtype=args.dtype, channels_last=args.channels_last, detector=detector,
+                offline=offline, mirror=args.mirror, progress=not args.no_progress, upscale=args.upscale,
+                batch_size=args.batch_size, selection=selection, **limits)
+
+
+def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
+    """Load the model and (unless --aligned) the face detector, or stop the run with one typed line."""
+    from dicsr.pipeline import FaceSuperResolver
+
     try:
-        detector = DetectorSpec(  # without --score-threshold: the spec's calibrated default
-            args.detector, weights=args.detector_weights, offline=offline, mirror=args.mirror,
-            **({} if args.score_threshold is None else {"score_threshold": args.score_threshold}),
-        )
-        selection = SelectionPolicy(max_face_size=args.max_face_size, all_sizes=args.all_faces,
-                                    max_faces=args.max_faces, only_center_face=args.only_center_face)
-        resolver = FaceSuperResolver.from_pretrained(
-            args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
-            detector=detector, offline=offline, mirror=args.mirror, progress=not args.no_progress,
-            upscale=args.upscale, batch_size=args.batch_size, selection=selection, **limits,
-        )
+        resolver = FaceSuperResolver.from_pretrained(args.model, **resolver_arguments(args, limits))
     except DicsrError:
         raise
     except Exception as exc:  # a hostile or broken model folder must not end in a traceback
@@ -283,7 +293,7 @@ def _enhance_one(
                 save_image(result.faces[index].image, outputs.face(index))
                 written.add(FACES)
     if wanted(outputs.landmarks):
-        atomic_write_text(outputs.landmarks, json.dumps(_landmarks_record(source, result), indent=2))
+        atomic_write_text(outputs.landmarks, json.dumps(landmarks_record(source, result), indent=2))
         written.add(LANDMARKS)
     if wanted(outputs.compare):
         save_image(side_by_side(source, output), outputs.compare)
@@ -292,40 +302,6 @@ def _enhance_one(
         save_image(output, outputs.image)
         written.add(PHOTO)
     return result, written
-
-
-def _landmarks_record(source: Path, result: Any) -> dict[str, Any]:
-    """JSON-ready description of the faces of one image, in output-photo coordinates."""
-    scale = result.upscale
-
-    def to_output(values: Any) -> Any:
-        if values is None:
-            return None
-        return upscaled_points(np.asarray(values, dtype=np.float64), scale).tolist()
-
-    faces = []
-    for face in result.faces:
-        faces.append({
-            "score": face.score,
-            "box": to_output(face.detection_box),
-            "crop_box": to_output(face.box),
-            "points5": to_output(face.points5),
-            "landmarks68": None if face.landmarks_in_output is None else face.landmarks_in_output.tolist(),
-        })
-    skipped = [
-        {"score": face.score, "box": to_output(face.box), "points5": to_output(face.points5),
-         "reason": face.reason, "detail": face.detail}
-        for face in result.skipped_faces
-    ]
-    width, height = result.input_size
-    return {
-        "input": str(source),
-        "input_size": [width, height],
-        "upscale": scale,
-        "coordinates": "restored-photo pixels, (x, y), integer values are pixel centres",
-        "faces": faces,
-        "skipped_faces": skipped,
-    }
 
 
 @contextlib.contextmanager

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dicsr._cli.outputs import OUTPUT_RECORD
 from dicsr._files import is_temporary_sibling
+from dicsr._photo_files import IMAGE_SUFFIXES, OUTPUT_RECORD
 from dicsr.errors import InvalidInputError
 
 __all__ = [
@@ -35,9 +35,6 @@ __all__ = [
     "real_path",
     "unusable_reason",
 ]
-
-#: Suffixes a folder walk takes as images (files named explicitly are read whatever their suffix).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
 
 #: The flag that lets the output folder be, or be inside, an input folder.
 ALLOW_FLAG = "--allow-output-in-input"

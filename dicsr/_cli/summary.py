@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicsr._cli.inputs import Ignored
-from dicsr._cli.outputs import COMPARE, FACES, LANDMARKS, PHOTO
+from dicsr._photo_files import COMPARE, FACES, LANDMARKS, PHOTO
 from dicsr.errors import DicsrError
 
 __all__ = ["RunSummary", "failure_reason"]

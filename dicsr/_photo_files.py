@@ -1,4 +1,6 @@
-"""What ``dicsr enhance`` writes for each input, and under which names.
+"""The files of a run over many photos: which files a folder walk takes as photos, what each photo
+writes and under which names, and the record of what was written. Shared by ``dicsr enhance``
+(``dicsr._cli``) and the Ray job (``dicsr.distributed``), so both name and write alike.
 
 Naming (docs/cli.md, *Output names*): an input found at ``REL/NAME.EXT`` below its argument (a file
 or glob match: just ``NAME.EXT``) writes ``OUT/REL/STEM.EXT`` (``.EXT`` replaced by ``--ext``) and,
@@ -23,14 +25,18 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from dicsr.errors import InvalidInputError
+from dicsr.image import upscaled_points
 
 __all__ = [
     "COMPARE",
     "FACES",
+    "IMAGE_SUFFIXES",
     "LANDMARKS",
     "OUTPUT_RECORD",
     "PHOTO",
@@ -38,8 +44,12 @@ __all__ = [
     "OutputRecord",
     "check_inputs_are_not_replaced",
     "check_output_format",
+    "landmarks_record",
     "plan_outputs",
 ]
+
+#: Suffixes a folder walk takes as images (files named explicitly are read whatever their suffix).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
 
 #: The list of files dicsr wrote into an output folder, one JSON string per line (relative path).
 OUTPUT_RECORD = ".dicsr-outputs.jsonl"
@@ -217,6 +227,41 @@ def check_inputs_are_not_replaced(plans: Sequence[OutputFiles], inputs: Iterable
             f"outputs would replace inputs, nothing was written: {shown}. dicsr never writes over an "
             f"input, even with --overwrite: choose another output folder or --ext"
         )
+
+
+def landmarks_record(source: Path | str, result: Any) -> dict[str, Any]:
+    """JSON-ready description of the faces of one image (an :class:`~dicsr.pipeline.EnhanceResult`), in
+    output-photo coordinates: the landmarks JSON (``--save-landmarks``)."""
+    scale = result.upscale
+
+    def to_output(values: Any) -> Any:
+        if values is None:
+            return None
+        return upscaled_points(np.asarray(values, dtype=np.float64), scale).tolist()
+
+    faces = []
+    for face in result.faces:
+        faces.append({
+            "score": face.score,
+            "box": to_output(face.detection_box),
+            "crop_box": to_output(face.box),
+            "points5": to_output(face.points5),
+            "landmarks68": None if face.landmarks_in_output is None else face.landmarks_in_output.tolist(),
+        })
+    skipped = [
+        {"score": face.score, "box": to_output(face.box), "points5": to_output(face.points5),
+         "reason": face.reason, "detail": face.detail}
+        for face in result.skipped_faces
+    ]
+    width, height = result.input_size
+    return {
+        "input": str(source),
+        "input_size": [width, height],
+        "upscale": scale,
+        "coordinates": "restored-photo pixels, (x, y), integer values are pixel centres",
+        "faces": faces,
+        "skipped_faces": skipped,
+    }
 
 
 class OutputRecord:
