@@ -17,7 +17,7 @@ The returned :class:`ray.data.Dataset` is lazy, like every Ray dataset: the job 
 consumed (``take_all()``, ``iter_rows()``, ``materialize()``), once per consumption. It holds one row
 per photo (:data:`RESULT_COLUMNS`); a photo that fails is a row with its error, never dropped.
 
-Importing :mod:`dicsr` never imports Ray; this module imports it on first use.
+Importing ``dicsr`` never imports Ray; this module imports it on first use.
 """
 
 from __future__ import annotations
