@@ -74,6 +74,16 @@ def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
     enhance.add_argument("--max-output-pixels", type=int, default=None,
                          help="refuse restored photos with more pixels; without --upscale the scale is "
                               "lowered to fit (0 = no limit; default 64,000,000)")
+    enhance.add_argument("--strength", type=float, default=1.0, metavar="S",
+                         help="0..1: restored faces blend with the plain upscale (0: the plain upscale; "
+                              "default 1)")
+    enhance.add_argument("--back-projection", action=argparse.BooleanOptionalAction, default=True,
+                         help="make each restored face agree with the photo at low resolution (default: on)")
+    enhance.add_argument("--landmark-mask", action=argparse.BooleanOptionalAction, default=True,
+                         help="paste faces through a face-shaped mask from the 68 landmarks the network "
+                              "predicts (DIC; default: on)")
+    enhance.add_argument("--luminance-only", action="store_true",
+                         help="restored faces change only the luma, keeping the photo's colour (old photos)")
     enhance.add_argument("--save-faces", action="store_true", help="also write each restored face")
     enhance.add_argument("--save-landmarks", action="store_true",
                          help="write a JSON per image with boxes and landmarks in photo coordinates")
@@ -99,6 +109,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     """
     limits = {**_pixel_limit_option("max_pixels", args.max_pixels),
               **_pixel_limit_option("max_output_pixels", args.max_output_pixels)}
+    paste = _paste_options(args)
     check_output_format(args.ext)
     created = not _existing_output_folder(args.output)
     record = OutputRecord(args.output)
@@ -114,7 +125,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     check_inputs_are_not_replaced(plans, [image.path for image in inputs])
     _prepare_output_folder(args.output)
     try:
-        resolver = _build_resolver(args, limits)
+        resolver = _build_resolver(args, limits, paste)
     except BaseException:
         if created:  # a run that stops before its first photo leaves no empty folder behind
             with contextlib.suppress(OSError):
@@ -192,7 +203,7 @@ def _prepare_output_folder(folder: Path) -> None:
         ) from exc
 
 
-def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
+def _build_resolver(args: argparse.Namespace, limits: dict[str, Any], paste: Any) -> Any:
     """Load the model and (unless --aligned) the face detector, or stop the run with one typed line."""
     from dicsr.pipeline import DetectorSpec, FaceSuperResolver, SelectionPolicy
 
@@ -207,7 +218,7 @@ def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
         resolver = FaceSuperResolver.from_pretrained(
             args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
             detector=detector, offline=offline, mirror=args.mirror, progress=not args.no_progress,
-            upscale=args.upscale, batch_size=args.batch_size, selection=selection, **limits,
+            upscale=args.upscale, batch_size=args.batch_size, selection=selection, paste=paste, **limits,
         )
     except DicsrError:
         raise
@@ -251,6 +262,17 @@ def _pixel_limit_option(name: str, value: int | None) -> dict[str, Any]:
     if value < 0:
         raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     return {name: value}
+
+
+def _paste_options(args: argparse.Namespace) -> Any:
+    """The :class:`~dicsr.face.paste.PasteOptions` of ``--strength``, ``--[no-]back-projection``,
+    ``--[no-]landmark-mask`` and ``--luminance-only``; a bad ``--strength`` is refused by its name."""
+    from dicsr.face.paste import PasteOptions
+
+    if not 0.0 <= args.strength <= 1.0:  # NaN too
+        raise InvalidInputError(f"--strength must be a number in [0, 1], got {args.strength:g}")
+    return PasteOptions(strength=args.strength, back_projection=args.back_projection,
+                        landmark_mask=args.landmark_mask, luminance_only=args.luminance_only)
 
 
 def _enhance_one(
