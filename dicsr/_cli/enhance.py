@@ -30,6 +30,7 @@ from dicsr._cli.outputs import (
 )
 from dicsr._cli.summary import RunSummary, failure_reason
 from dicsr._files import remove_abandoned_temporaries
+from dicsr.engines import ENGINES
 from dicsr.errors import CheckpointError, DicsrError, InvalidInputError, WeightsUnavailableError
 from dicsr.image import upscaled_points
 
@@ -53,6 +54,9 @@ def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
     enhance.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
     enhance.add_argument("--channels-last", action="store_true",
                          help="NHWC memory format (with --dtype bfloat16: the CPU fast path)")
+    enhance.add_argument("--backend", default="torch", choices=ENGINES,
+                         help="what runs the network: eager PyTorch (default), torch.compile (compiles on "
+                              "first use), or ONNX Runtime (CPU, float32; needs dicsr[onnx])")
     enhance.add_argument("--upscale", type=float, default=None,
                          help="output scale of the photo (default: the model's scale)")
     enhance.add_argument("--max-face-size", type=float, default=None, metavar="PX",
@@ -219,6 +223,7 @@ def _build_resolver(args: argparse.Namespace, limits: dict[str, Any], paste: Any
             args.model, device=args.device, dtype=args.dtype, channels_last=args.channels_last,
             detector=detector, offline=offline, mirror=args.mirror, progress=not args.no_progress,
             upscale=args.upscale, batch_size=args.batch_size, selection=selection, paste=paste, **limits,
+            engine=args.backend,
         )
     except DicsrError:
         raise

@@ -186,6 +186,7 @@ class FaceSuperResolver:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = None,
         channels_last: bool = False,
+        engine: str = "torch",
         detector: DetectorNetwork | FaceDetector | DetectorSpec = "mobile0.25",
         detector_weights: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -204,6 +205,12 @@ class FaceSuperResolver:
             device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
             dtype: network precision: ``float32`` (default), ``float16`` (CUDA/MPS) or ``bfloat16``.
             channels_last: run convolutions in NHWC memory format (faster on recent GPUs/CPUs).
+            engine: what runs the network (:data:`dicsr.engines.ENGINES`): ``"torch"`` (eager
+                PyTorch), ``"compile"`` (``torch.compile`` with inductor; each new input shape
+                compiles on first use, a minute or more for DIC) or ``"onnxruntime"`` (the network
+                exported to ONNX and run by ONNX Runtime; CPU and float32 only; needs
+                ``pip install 'dicsr[onnx]'``). Which is faster depends on the network and the
+                machine: docs/performance.md, "Engines".
             detector: RetinaFace backbone, ``"mobile0.25"`` (fast) or ``"resnet50"`` (accurate),
                 built on first use on the resolver's device with the calibrated score threshold
                 (:class:`DetectorSpec`); or a ready
@@ -220,7 +227,8 @@ class FaceSuperResolver:
             InvalidInputError: an option of the wrong type or out of range (before any download).
             ModelNotFoundError, WeightsUnavailableError, IntegrityError, CheckpointError: the
                 model cannot be found, fetched or read (see :func:`dicsr.weights.load_model`).
-            UnsupportedDeviceError, UnsupportedDtypeError: bad ``device`` / ``dtype``.
+            UnsupportedDeviceError, UnsupportedDtypeError: bad ``device`` / ``dtype``, or one the
+                engine cannot run (``"onnxruntime"``: float32 on the CPU).
         """
         CheckedOptions(**options)  # a bad option fails before anything is downloaded
         if isinstance(detector, str):
@@ -230,7 +238,7 @@ class FaceSuperResolver:
                 "detector_weights goes with a detector named by its backbone ('mobile0.25' or 'resnet50'); "
                 "a FaceDetector or DetectorSpec brings its own weights"
             )
-        adapter = _load_adapter(model, device=device, dtype=dtype, channels_last=channels_last,
+        adapter = _load_adapter(model, device=device, dtype=dtype, channels_last=channels_last, engine=engine,
                                 cache_dir=cache_dir, revision=revision, offline=offline, progress=progress,
                                 mirror=mirror)
         resolver = cls(adapter, detector, **options)
@@ -709,13 +717,15 @@ def _load_adapter(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = None,
     channels_last: bool = False,
+    engine: str = "torch",
     cache_dir: str | os.PathLike[str] | None = None,
     revision: str | None = None,
     offline: bool | None = None,
     progress: bool = True,
     mirror: str | None = None,
 ) -> NetworkAdapter:
-    """Load ``model`` (a reference) onto ``device``/``dtype``: the loading of :meth:`from_pretrained`."""
+    """Load ``model`` (a reference) onto ``device``/``dtype`` and ``engine``: the loading of
+    :meth:`from_pretrained`."""
     if isinstance(model, NetworkAdapter):
         raise InvalidInputError(
             "from_pretrained loads a model by reference; compose a loaded NetworkAdapter with "
@@ -728,6 +738,9 @@ def _load_adapter(
         )
     device_, dtype_ = resolve_device(device), resolve_dtype(dtype)  # bad names fail before a download
     checked_flag("channels_last", channels_last)
+    from dicsr.engines import check_engine, with_engine
+
+    check_engine(engine)  # an unknown or uninstalled engine fails before a download
     checked_flag("progress", progress)
     if offline is not None:
         checked_flag("offline", offline)
@@ -741,7 +754,7 @@ def _load_adapter(
 
     adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline, progress=progress,
                          mirror=mirror)
-    return adapter.to(device_, dtype_, channels_last=channels_last)
+    return with_engine(adapter.to(device_, dtype_, channels_last=channels_last), engine)
 
 
 def _skipped_face(face: DetectedFace, reason: SkipReason, detail: str) -> SkippedFace:
