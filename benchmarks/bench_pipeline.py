@@ -9,7 +9,8 @@ with the real RetinaFace MobileNet-0.25 weights and a DIC converted from the gol
 (random weights, same cost as trained ones). The resolver reports every stage to its ``on_stage``
 callback (:class:`dicsr.pipeline.StageEvent`); the table sums them per row: load (``decode``),
 detect (``detect`` + ``select``), crop (``crop``, and ``recrop`` with ``refine_crop``), SR
-(``restore``: batch stacking, the network adapter, tensor -> numpy, landmark decoding) and paste,
+(``restore``: batch stacking, the network adapter, tensor -> numpy, landmark decoding), fit
+(``backproject`` and ``mask``: each face made to agree with its input and given its paste mask) and paste,
 with its parts background upscale (``paste.background``), face blending (``paste.blend``) and output
 conversion (``paste.output``). Everything else in ``enhance`` (result assembly: each face in the
 caller's type) is reported as "other". Pipeline overhead = total − SR, as % of SR. The detector is
@@ -66,6 +67,8 @@ ROW_OF_STAGE = {
     "crop": "crop",
     "recrop": "crop",
     "restore": "sr",
+    "backproject": "fit",
+    "mask": "fit",
     "paste": "paste",
     "paste.background": "paste/background",
     "paste.blend": "paste/faces",
@@ -105,7 +108,7 @@ def time_photo(photo: Path, repeats: int, threads: int) -> dict[str, Any]:
         if index:
             runs.append(stages)
         logger.info("run %d: %s", index, {k: round(v, 3) for k, v in stages.items()})
-    keys = ["load", "detect", "crop", "sr", "paste", *PASTE_PARTS, "other", "total"]
+    keys = ["load", "detect", "crop", "sr", "fit", "paste", *PASTE_PARTS, "other", "total"]
     summary = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in keys}
     overhead = [(r["total"] - r["sr"]) / r["sr"] for r in runs]
     width, height = result.input_size
@@ -233,7 +236,7 @@ def main() -> None:
             f"upscale {timing['upscale']:g}, DIC fp32, median of {args.repeats} runs after 1 warm-up\n"
         )
         print("| stage | median s | % of total |\n|---|---|---|")
-        for key in ("load", "detect", "crop", "sr", "paste", *PASTE_PARTS, "other", "total"):
+        for key in ("load", "detect", "crop", "sr", "fit", "paste", *PASTE_PARTS, "other", "total"):
             label = f"· {key.split('/')[1]}" if "/" in key else key
             print(f"| {label} | {med[key]:.3f} | {100 * med[key] / med['total']:.1f} |")
         low, high = timing["overhead_pct_range"]

@@ -1,4 +1,4 @@
-"""The ``dicsr`` command line: ``enhance``, ``models``, ``download``, ``convert``.
+"""The ``dicsr`` command line: ``enhance``, ``models``, ``download``, ``convert``, ``export``.
 
 Each sub-command is a thin shell around the library: what it prints is a user-facing summary;
 diagnostics go through :mod:`logging` (``-v`` shows them).
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from dicsr._cli.enhance import add_enhance_parser
+from dicsr._cli.export import add_export_parser
 from dicsr._cli.interrupts import Terminated, sigterm_interrupts
 from dicsr._version import __version__
 from dicsr.errors import DicsrError
@@ -121,11 +122,14 @@ def _build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--name", default=None, help="zoo name to describe (e.g. dicgan-celeba)")
     convert.add_argument("--overwrite", action="store_true")
     convert.set_defaults(handler=_cmd_convert)
+
+    export = add_export_parser(sub)
+    _add_weights_source_options(export)
     return parser
 
 
 def _add_weights_source_options(command: argparse.ArgumentParser) -> None:
-    """Where weights may come from: the options ``enhance`` and ``download`` share."""
+    """Where weights may come from: the options ``enhance``, ``download`` and ``export`` share."""
     command.add_argument("--offline", action="store_true", help="never touch the network: the caches only")
     command.add_argument("--mirror", default=None, metavar="URL",
                          help="base URL serving the official weights files by name (default $DICSR_MIRROR)")

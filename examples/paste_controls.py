@@ -36,7 +36,7 @@ from dicsr.face.crop import apply_affine, invert_affine
 from dicsr.face.mask import mask_for_face
 from dicsr.face.paste import paste_faces
 from dicsr.image import Background, LoadedImage, load_image, save_image, to_uint8
-from dicsr.pipeline import SelectionPolicy
+from dicsr.pipeline import PasteOptions, SelectionPolicy
 
 TILE = 256
 
@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    # The network's raw faces: this example back-projects them itself, to show both.
     resolver = FaceSuperResolver.from_pretrained(
         args.model, device=args.device, upscale=args.upscale, detector_weights=args.detector_weights,
-        selection=SelectionPolicy(all_sizes=args.all_faces),
+        selection=SelectionPolicy(all_sizes=args.all_faces), paste=PasteOptions(back_projection=False),
     )
     # A float RGB array in gives float RGB arrays out: the faces, ready to composite.
     photo = load_image(load_image(args.photo).rgb)

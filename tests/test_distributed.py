@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 
 from dicsr.cli import main

@@ -173,3 +173,111 @@ def test_compiled_dic_reproduces_golden_final_step(dic_adapter):
         out = engine.network(torch.from_numpy(golden["lr"]), all_steps=False)
     assert (out.sr[-1] - torch.from_numpy(golden["sr"][-1])).abs().max() <= ENGINE_TOLERANCE
     assert (out.heatmaps[-1] - torch.from_numpy(golden["heatmap"][-1])).abs().max() <= ENGINE_TOLERANCE
+
+
+# --- wiring: FaceSuperResolver.from_pretrained(engine=...), dicsr enhance --backend, dicsr export -----
+
+
+@pytest.fixture(scope="module")
+def tiny_face() -> np.ndarray:
+    """A real 16x16 aligned face (a GFPGAN crop shrunk to the networks' input), 8-bit."""
+    from PIL import Image
+
+    face = Image.open(shared_path("faces", "GFPGAN", "inputs", "cropped_faces", "Adele_crop.png"))
+    return np.asarray(face.convert("RGB").resize((16, 16), Image.Resampling.BICUBIC))
+
+
+def test_from_pretrained_refuses_an_unknown_engine_before_loading_anything(tmp_path):
+    from dicsr import FaceSuperResolver
+
+    # the model does not exist either: the engine is checked first
+    with pytest.raises(InvalidInputError, match="unknown engine 'tensorrt'; choose one of torch, compile"):
+        FaceSuperResolver.from_pretrained(tmp_path / "no-such-model", engine="tensorrt")
+
+
+def test_resolver_runs_its_network_in_onnxruntime(sparnet_model_dir, tiny_face):
+    from dicsr import FaceSuperResolver
+    from dicsr.engines import OnnxRuntimeNetwork
+
+    resolver = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", engine="onnxruntime")
+    assert isinstance(resolver.adapter.network, OnnxRuntimeNetwork)
+    eager = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu")
+    assert not isinstance(eager.adapter.network, OnnxRuntimeNetwork)
+    face = tiny_face.astype(np.float32) / 255  # float in, float faces out: no 8-bit rounding
+    restored = resolver.enhance(face, aligned=True, paste_back=False).faces[0]
+    expected = eager.enhance(face, aligned=True, paste_back=False).faces[0]
+    assert np.abs(restored.image - expected.image).max() <= ENGINE_TOLERANCE
+    # the engine runs float32 on the CPU only: moving the resolver elsewhere is a typed error
+    with pytest.raises(UnsupportedDtypeError, match="onnxruntime engine"):
+        resolver.to(dtype="bfloat16")
+
+
+def test_cli_enhance_backend(sparnet_model_dir, tiny_face, tmp_path, capsys):
+    from PIL import Image
+
+    from dicsr.cli import main
+
+    source = tmp_path / "face.png"
+    Image.fromarray(tiny_face).save(source)
+    common = ["enhance", str(source), "-m", str(sparnet_model_dir), "--aligned", "--device", "cpu",
+              "--no-progress"]
+    assert main([*common, "-o", str(tmp_path / "torch")]) == 0
+    assert main([*common, "-o", str(tmp_path / "ort"), "--backend", "onnxruntime"]) == 0
+    eager, ort_run = (np.asarray(Image.open(tmp_path / r / "face.png")).astype(int) for r in ("torch", "ort"))
+    assert eager.shape == ort_run.shape == (128, 128, 3)
+    assert np.abs(eager - ort_run).max() <= 1  # float32 parity ≤ 1e-4, then 8-bit rounding
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main([*common, "-o", str(tmp_path / "bad"), "--backend", "tensorrt"])
+    assert stopped.value.code == 2
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+def test_cli_export_writes_a_loadable_onnx_file(sparnet_model_dir, tmp_path, capsys):
+    from dicsr.cli import main
+
+    target = tmp_path / "models" / "sparnet.onnx"  # its folder is created
+    assert main(["export", str(sparnet_model_dir), "--format", "onnx", "-o", str(target)]) == 0
+    assert "(ONNX opset 17, dynamic batch" in capsys.readouterr().out
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    golden = _golden("SPARNet")
+    output = session.run(None, {"input": golden["input"]})[0]
+    assert np.abs(output - golden["output"]).max() <= ENGINE_TOLERANCE
+    # A second export to the same file is refused with a typed error (exit 1), not overwritten.
+    before = target.stat().st_mtime_ns
+    assert main(["export", str(sparnet_model_dir), "-o", str(target)]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert target.stat().st_mtime_ns == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["sparnet.onnx"]  # no temporary left
+
+
+def test_cli_export_takes_an_official_checkpoint_with_a_static_batch(tmp_path, capsys):
+    from dicsr.cli import main
+
+    target = tmp_path / "sparnet-b1.onnx"
+    assert main(["export", str(shared_path("golden", "SPARNet.pth")), "-o", str(target), "--static-batch",
+                 "--opset", "18"]) == 0
+    assert "(ONNX opset 18, batch 1" in capsys.readouterr().out
+    model = onnx.load(str(target))
+    assert model.opset_import[0].version == 18
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--opset", "11"], "--opset 11 cannot be exported"),
+    (["--opset", "99"], "--opset 99 cannot be exported"),
+])
+def test_cli_export_refuses_bad_options_before_loading_the_model(tmp_path, capsys, arguments, message):
+    from dicsr.cli import main
+
+    # the model does not exist: the options are refused first, by name
+    assert main(["export", str(tmp_path / "no-such-model"), "-o", str(tmp_path / "m.onnx"), *arguments]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_export_refuses_a_folder_as_output(sparnet_model_dir, tmp_path, capsys):
+    from dicsr.cli import main
+
+    assert main(["export", str(sparnet_model_dir), "-o", str(tmp_path)]) == 1
+    assert "is a folder; name the file to write" in capsys.readouterr().err

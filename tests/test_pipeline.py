@@ -4,7 +4,7 @@ golden (seeded random) official checkpoints.
 The golden weights are random, so the restored faces are not meaningful pictures; what is tested is
 what a user relies on regardless of the weights: which faces are found, where each face goes, the
 sizes, types and channels of every output, that pixels away from faces are untouched, and that the
-network output placed in the result is exactly the adapter's.
+network output placed in the result is exactly the adapter's (made to agree with its input).
 """
 
 from __future__ import annotations
@@ -80,13 +80,24 @@ def test_dic_restores_both_faces_at_the_models_scale(dic_result: EnhanceResult, 
 
 
 def test_dic_face_is_the_adapters_output_for_its_crop(dic_sr: FaceSuperResolver, dic_result) -> None:
+    from dicsr.face.consistency import back_project
+
     face = dic_result.faces[0]
     direct = dic_sr.adapter(torch.from_numpy(face.lr).permute(2, 0, 1)[None]).images[0]
-    expected = np.rint(direct.permute(1, 2, 0).numpy() * 255)
+    # made to agree with the photo at low resolution (back-projection, on by default)
+    expected = np.rint(back_project(direct.permute(1, 2, 0).numpy(), face.lr) * 255)
     # batch of two faces in the pipeline vs one here: float32 summation order differs (~1e-6)
     assert np.abs(np.asarray(face.image) - expected).max() <= 1
-    # the last recurrent step is the returned face
+    # the last recurrent step is the network's face, before back-projection
     assert np.abs(face.step_images[-1] - direct.permute(1, 2, 0).numpy()).max() < 1e-5
+
+
+def test_dic_faces_carry_the_mask_from_their_landmarks(dic_result: EnhanceResult) -> None:
+    from dicsr.face.mask import mask_for_face
+
+    for face in dic_result.faces:
+        assert face.mask.shape == (128, 128) and face.mask.dtype == np.float32
+        np.testing.assert_array_equal(face.mask, mask_for_face(128, face.landmarks))
 
 
 def test_dic_landmarks_are_consistent_across_frames(dic_result: EnhanceResult) -> None:
@@ -296,12 +307,14 @@ def test_refine_crop_recrops_from_dics_own_landmarks(dic_model_dir: Path, detect
 
 def _opacity_map(result: EnhanceResult, shape: tuple[int, ...], hr_size: int) -> np.ndarray:
     """Combined opacity 1 − Π(1 − mᵢ) of the result's faces at every output pixel (white faces
-    pasted on black with the documented geometry)."""
+    pasted on black with the documented geometry: each face's own mask when its network predicts
+    landmarks, else the rounded square, evaluated exactly)."""
     from dicsr.face.paste import paste_faces
 
     white = [(np.ones((hr_size, hr_size, 3), np.float32), face.affine) for face in result.faces]
+    masks = [face.mask if face.landmarks is not None else None for face in result.faces]
     black = np.zeros((*shape[:2], 3), np.float32)
-    return paste_faces(black, white, upscale=result.upscale)[..., 0]
+    return paste_faces(black, white, upscale=result.upscale, masks=masks)[..., 0]
 
 
 def test_8bit_photo_background_is_pillows_own_resize(dic_result: EnhanceResult, small_two_people) -> None:

@@ -21,7 +21,7 @@ from dicsr import FaceSuperResolver
 from dicsr.cli import main
 from dicsr.errors import InvalidImageError, InvalidInputError, UnsupportedDtypeError
 from dicsr.face.detect import FaceDetector
-from dicsr.pipeline import DetectorSpec, PipelineOptions, SelectionPolicy, StageEvent
+from dicsr.pipeline import DetectorSpec, PasteOptions, PipelineOptions, SelectionPolicy, StageEvent
 from dicsr.weights import load_model
 
 pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
@@ -95,11 +95,13 @@ def test_from_pretrained_passes_every_pipeline_option(sparnet_model_dir, detecto
     keyword_only = [name for name, p in inspect.signature(FaceSuperResolver).parameters.items()
                     if p.kind is inspect.Parameter.KEYWORD_ONLY]
     assert sorted(PipelineOptions.__annotations__) == sorted(keyword_only)
-    selection = SelectionPolicy(max_faces=3)
+    selection, paste = SelectionPolicy(max_faces=3), PasteOptions(strength=0.5)
     sr = FaceSuperResolver.from_pretrained(sparnet_model_dir, device="cpu", detector=detector, upscale=1.5,
-                                           selection=selection, batch_size=4, max_pixels=0)
+                                           selection=selection, paste=paste, batch_size=4, max_pixels=0)
     assert sr.detector is detector
-    assert (sr.upscale, sr.selection, sr.batch_size, sr.max_pixels) == (1.5, selection, 4, None)
+    assert (sr.upscale, sr.selection, sr.paste_options, sr.batch_size, sr.max_pixels) == (
+        1.5, selection, paste, 4, None)
+    assert FaceSuperResolver(sr.adapter, detector).paste_options == PasteOptions()
 
 
 def test_detector_weights_go_with_a_named_backbone_only(sparnet_model_dir, detector, detector_weights):
@@ -120,6 +122,7 @@ BAD_OPTIONS = {
     "on_stage": [5],
     "refine_crop": ["yes", 1, None],
     "selection": [{"max_faces": 2}, 2],
+    "paste": [{"strength": 0.5}, 0.5, SelectionPolicy()],
 }
 
 
@@ -177,7 +180,8 @@ def test_from_pretrained_checks_options_before_looking_for_the_model(tmp_path) -
 
 
 @pytest.mark.parametrize(("option", "value"), [("upscale", "2"), ("upscale", -1), ("aligned", "yes"),
-                                               ("paste_back", None), ("return_steps", 1)])
+                                               ("paste_back", None), ("return_steps", 1),
+                                               ("paste", {"strength": 0})])
 def test_a_bad_option_of_one_call_is_refused_naming_it(sparnet, tiny_face, option, value) -> None:
     with pytest.raises(InvalidInputError, match=option):
         FaceSuperResolver(sparnet).enhance(tiny_face, **{option: value})
@@ -274,7 +278,7 @@ def test_a_detector_copy_is_independent(detector, two_people) -> None:
 
 # --- explicit stages -----------------------------------------------------------------------------------
 
-STAGES_OF_A_PHOTO = ["decode", "detect", "select", "crop", "restore",
+STAGES_OF_A_PHOTO = ["decode", "detect", "select", "crop", "restore", "backproject", "mask",
                      "paste.background", "paste.blend", "paste.output", "paste"]
 
 
@@ -286,6 +290,7 @@ def test_stage_callback_sees_every_stage_in_order(sparnet, detector, two_people)
     faces = {e.stage: e.faces for e in events}
     assert faces["decode"] == 0 and faces["detect"] >= 2
     assert faces["select"] == faces["crop"] == faces["restore"] == faces["paste"] == result.num_faces == 2
+    assert faces["backproject"] == faces["mask"] == 2
     assert all(e.seconds >= 0 for e in events)
     parts = [e for e in events if e.part_of == "paste"]
     assert [e.stage for e in parts] == ["paste.background", "paste.blend", "paste.output"]
@@ -295,13 +300,19 @@ def test_stage_callback_sees_every_stage_in_order(sparnet, detector, two_people)
     sr_one = FaceSuperResolver(sparnet, detector, selection=SelectionPolicy(all_sizes=True, max_faces=1),
                                on_stage=events.append)
     sr_one.enhance(two_people, paste_back=False)
-    assert [(e.stage, e.faces) for e in events][2:] == [("select", 1), ("crop", 1), ("restore", 1)]
+    assert [(e.stage, e.faces) for e in events][2:] == [("select", 1), ("crop", 1), ("restore", 1),
+                                                        ("backproject", 1), ("mask", 1)]
+    # without back-projection its stage does not run; the faces still get their masks
+    events.clear()
+    sr_one.enhance(two_people, paste_back=False, paste=PasteOptions(back_projection=False))
+    assert [e.stage for e in events][-2:] == ["restore", "mask"]
 
 
 def test_an_aligned_face_skips_detection(sparnet, tiny_face) -> None:
     events: list[StageEvent] = []
     FaceSuperResolver(sparnet, on_stage=events.append).enhance(tiny_face, aligned=True, paste_back=False)
-    assert [(e.stage, e.faces) for e in events] == [("decode", 0), ("crop", 1), ("restore", 1)]
+    assert [(e.stage, e.faces) for e in events] == [("decode", 0), ("crop", 1), ("restore", 1),
+                                                    ("backproject", 1), ("mask", 1)]
 
 
 def test_refine_crop_reports_the_recrop_and_the_second_pass(dic_model_dir, tiny_face) -> None:
@@ -313,7 +324,7 @@ def test_refine_crop_reports_the_recrop_and_the_second_pass(dic_model_dir, tiny_
     stages = [(e.stage, e.faces) for e in events]
     assert stages[:4] == [("decode", 0), ("crop", 1), ("restore", 1), ("recrop", stages[3][1])]
     moved = stages[3][1]
-    assert stages[4:] == ([("restore", moved)] if moved else [])
+    assert stages[4:] == ([("restore", moved)] if moved else []) + [("backproject", 1), ("mask", 1)]
 
 
 def test_enhance_is_finish_of_restore_of_prepare(sparnet, detector, two_people) -> None:

@@ -30,6 +30,7 @@ from dicsr._photo_files import (
     landmarks_record,
     plan_outputs,
 )
+from dicsr.engines import ENGINES
 from dicsr.errors import CheckpointError, DicsrError, InvalidInputError, WeightsUnavailableError
 
 __all__ = ["add_enhance_parser"]
@@ -52,6 +53,9 @@ def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
     enhance.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
     enhance.add_argument("--channels-last", action="store_true",
                          help="NHWC memory format (with --dtype bfloat16: the CPU fast path)")
+    enhance.add_argument("--backend", default="torch", choices=ENGINES,
+                         help="what runs the network: eager PyTorch (default), torch.compile (compiles on "
+                              "first use), or ONNX Runtime (CPU, float32; needs dicsr[onnx])")
     enhance.add_argument("--upscale", type=float, default=None,
                          help="output scale of the photo (default: the model's scale)")
     enhance.add_argument("--max-face-size", type=float, default=None, metavar="PX",
@@ -73,6 +77,16 @@ def add_enhance_parser(sub: Any) -> argparse.ArgumentParser:
     enhance.add_argument("--max-output-pixels", type=int, default=None,
                          help="refuse restored photos with more pixels; without --upscale the scale is "
                               "lowered to fit (0 = no limit; default 64,000,000)")
+    enhance.add_argument("--strength", type=float, default=1.0, metavar="S",
+                         help="0..1: restored faces blend with the plain upscale (0: the plain upscale; "
+                              "default 1)")
+    enhance.add_argument("--back-projection", action=argparse.BooleanOptionalAction, default=True,
+                         help="make each restored face agree with the photo at low resolution (default: on)")
+    enhance.add_argument("--landmark-mask", action=argparse.BooleanOptionalAction, default=True,
+                         help="paste faces through a face-shaped mask from the 68 landmarks the network "
+                              "predicts (DIC; default: on)")
+    enhance.add_argument("--luminance-only", action="store_true",
+                         help="restored faces change only the luma, keeping the photo's colour (old photos)")
     enhance.add_argument("--save-faces", action="store_true", help="also write each restored face")
     enhance.add_argument("--save-landmarks", action="store_true",
                          help="write a JSON per image with boxes and landmarks in photo coordinates")
@@ -100,6 +114,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     check_engine_options(args)
     limits = {**_pixel_limit_option("max_pixels", args.max_pixels),
               **_pixel_limit_option("max_output_pixels", args.max_output_pixels)}
+    _paste_options(args)  # a bad --strength stops the run before the output folder is made
     check_output_format(args.ext)
     created = not _existing_output_folder(args.output)
     record = OutputRecord(args.output)
@@ -210,7 +225,8 @@ def resolver_arguments(args: argparse.Namespace, limits: dict[str, Any]) -> dict
                                 max_faces=args.max_faces, only_center_face=args.only_center_face)
     return dict(device=args.device, dtype=args.dtype, channels_last=args.channels_last, detector=detector,
                 offline=offline, mirror=args.mirror, progress=not args.no_progress, upscale=args.upscale,
-                batch_size=args.batch_size, selection=selection, **limits)
+                batch_size=args.batch_size, selection=selection, paste=_paste_options(args),
+                engine=args.backend, **limits)
 
 
 def _build_resolver(args: argparse.Namespace, limits: dict[str, Any]) -> Any:
@@ -261,6 +277,17 @@ def _pixel_limit_option(name: str, value: int | None) -> dict[str, Any]:
     if value < 0:
         raise InvalidInputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     return {name: value}
+
+
+def _paste_options(args: argparse.Namespace) -> Any:
+    """The :class:`~dicsr.face.paste.PasteOptions` of ``--strength``, ``--[no-]back-projection``,
+    ``--[no-]landmark-mask`` and ``--luminance-only``; a bad ``--strength`` is refused by its name."""
+    from dicsr.face.paste import PasteOptions
+
+    if not 0.0 <= args.strength <= 1.0:  # NaN too
+        raise InvalidInputError(f"--strength must be a number in [0, 1], got {args.strength:g}")
+    return PasteOptions(strength=args.strength, back_projection=args.back_projection,
+                        landmark_mask=args.landmark_mask, luminance_only=args.luminance_only)
 
 
 def _enhance_one(

@@ -29,6 +29,8 @@ from dicsr.families import NetworkAdapter
 #: Opset of the exported graphs: every operator DIC and SPARNet use exists there, and ONNX Runtime
 #: releases since 1.14 (2023) run it.
 DEFAULT_OPSET = 17
+#: Oldest opset with exporter support for every operator of DIC and SPARNet.
+MIN_OPSET = 14
 
 _INPUT_NAME = "input"
 
@@ -119,13 +121,27 @@ def export_onnx(
         dynamic_batch: leave the batch axis free (otherwise the graph is fixed at batch 1).
 
     Raises:
-        InvalidInputError: ``opset`` is below 14 (no exporter support for DIC's operators there).
+        InvalidInputError: ``opset`` is below :data:`MIN_OPSET` (the exporter lacks DIC's operators
+            there) or above the newest opset this torch's exporter writes.
     """
-    if opset < 14:
-        raise InvalidInputError(f"opset {opset} is too old for dicsr's networks; use 14 or newer")
+    check_opset(opset)
     path = Path(path)
     atomic_write_bytes(path, export_onnx_bytes(adapter, opset=opset, dynamic_batch=dynamic_batch))
     return path
+
+
+def check_opset(opset: object, name: str = "opset") -> int:
+    """``opset`` if the exporter can write it for dicsr's networks, else :class:`InvalidInputError`
+    naming ``name`` (the CLI passes ``--opset``)."""
+    from torch.onnx import _constants  # the exporter's own bound (torch 2.x: 20)
+
+    newest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", DEFAULT_OPSET)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise InvalidInputError(
+            f"{name} {opset!r} cannot be exported: use an ONNX opset from {MIN_OPSET} (the oldest with "
+            f"every operator of dicsr's networks) to {newest} (the newest this torch writes)"
+        )
+    return opset
 
 
 class OnnxRuntimeNetwork(EngineNetwork):

@@ -9,11 +9,13 @@ stages (decode -> detect -> select -> crop -> restore -> paste) and returns the 
 ``enhance`` is ``finish(restore([prepare(image)])[0])``: :meth:`FaceSuperResolver.prepare` (no
 network), :meth:`FaceSuperResolver.restore` (faces of any number of photos through the network) and
 :meth:`FaceSuperResolver.finish` (the result). The modules are private; the names below are the
-public ones (:class:`SelectionPolicy` is :class:`dicsr.face.select.SelectionPolicy`, re-exported).
+public ones (:class:`SelectionPolicy` is :class:`dicsr.face.select.SelectionPolicy` and
+:class:`PasteOptions` is :class:`dicsr.face.paste.PasteOptions`, re-exported).
 """
 
 from __future__ import annotations
 
+from dicsr.face.paste import PasteOptions
 from dicsr.face.select import SelectionPolicy
 from dicsr.image import BackgroundUpsampler
 from dicsr.pipeline._detector import DetectorSpec
@@ -37,6 +39,7 @@ __all__ = [
     "EnhanceResult",
     "FaceSuperResolver",
     "NetworkFace",
+    "PasteOptions",
     "PipelineOptions",
     "PreparedFace",
     "PreparedPhoto",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from dicsr.errors import InvalidInputError
+from dicsr.face.paste import PasteOptions
 from dicsr.face.select import SelectionPolicy
 from dicsr.image import DEFAULT_MAX_PIXELS, BackgroundUpsampler
 from dicsr.pipeline._stages import StageCallback
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_PIXELS",
     "PipelineOptions",
     "checked_flag",
+    "checked_paste",
     "checked_pixel_limit",
     "checked_scale",
 ]
@@ -38,6 +40,7 @@ class PipelineOptions(TypedDict, total=False):
 
     upscale: float | None
     selection: SelectionPolicy | None
+    paste: PasteOptions | None
     refine_crop: bool
     batch_size: int | None
     bg_upsampler: BackgroundUpsampler | None
@@ -52,6 +55,7 @@ class CheckedOptions:
 
     upscale: float | None = None
     selection: SelectionPolicy | None = None
+    paste: PasteOptions | None = None
     refine_crop: bool = False
     batch_size: int | None = None
     bg_upsampler: BackgroundUpsampler | None = None
@@ -68,6 +72,7 @@ class CheckedOptions:
             raise InvalidInputError(
                 f"selection must be a SelectionPolicy (dicsr.pipeline), got {type(self.selection).__name__}"
             )
+        self._set("paste", checked_paste(self.paste) or PasteOptions())
         checked_flag("refine_crop", self.refine_crop)
         if self.batch_size is not None:
             self._set("batch_size", checked_count("batch_size", self.batch_size))
@@ -103,6 +108,16 @@ def checked_pixel_limit(name: str, value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise InvalidInputError(f"{name} must be an integer >= 0 (0 or None: no limit), got {value!r}")
     return int(value) or None
+
+
+def checked_paste(value: object) -> PasteOptions | None:
+    """``value`` if it is a :class:`~dicsr.face.paste.PasteOptions` or ``None``, else
+    :class:`InvalidInputError` naming the option ``paste``."""
+    if value is not None and not isinstance(value, PasteOptions):
+        raise InvalidInputError(
+            f"paste must be a PasteOptions (dicsr.pipeline) or None, got {type(value).__name__}"
+        )
+    return value
 
 
 def checked_flag(name: str, value: object) -> bool:

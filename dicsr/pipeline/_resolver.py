@@ -4,7 +4,8 @@ The resolver composes parts that live elsewhere and never names a network family
 
 * :mod:`dicsr.image` decodes any input, owns the upscaled background and rebuilds outputs;
 * :mod:`dicsr.face` finds faces (:class:`~dicsr.face.detect.FaceDetector`), cuts each one out the
-  way its model was trained and blends it back;
+  way its model was trained, makes each restored face agree with its input (back-projection), gives
+  it its paste mask and blends it back (:class:`~dicsr.face.paste.PasteOptions`);
 * the network adapter (:class:`~dicsr.families.NetworkAdapter`) runs the network, and its family
   (:class:`~dicsr.families.Family`) says what the network can do: landmarks, re-cropping from
   them, memory per face.
@@ -29,9 +30,10 @@ import torch
 
 from dicsr._devices import resolve_device, resolve_dtype
 from dicsr.errors import InvalidInputError, UnsupportedDtypeError
+from dicsr.face.consistency import back_project
 from dicsr.face.crop import Box, FaceCrop, apply_affine, crop_aligned, crop_face
 from dicsr.face.detect import DetectedFace, DetectorNetwork, FaceDetector
-from dicsr.face.paste import paste_faces
+from dicsr.face.paste import FaceToPaste, PasteOptions, face_to_paste, paste_faces
 from dicsr.face.select import FaceSelection, SelectionPolicy, SkipReason, select_faces
 from dicsr.families import Family, ModelConfig, NetworkAdapter, get_family
 from dicsr.image import (
@@ -51,6 +53,7 @@ from dicsr.pipeline._options import (
     DEFAULT_MAX_OUTPUT_PIXELS,
     CheckedOptions,
     checked_flag,
+    checked_paste,
     checked_scale,
 )
 from dicsr.pipeline._output_size import check_output_size, default_output_scale
@@ -103,6 +106,11 @@ class FaceSuperResolver:
             face once, and only where the model adds detail: its crop at most twice the model's
             input side, docs/face-crops.md, "Face selection"). The others are reported in
             :attr:`EnhanceResult.skipped_faces` with their reasons.
+        paste: how restored faces go back (default :class:`~dicsr.face.paste.PasteOptions`: full
+            strength, each face made to agree with the photo at low resolution (back-projection),
+            the face-shaped mask for networks that predict 68 landmarks, colour kept as restored;
+            docs/face-crops.md, "How a restored face goes back"). One call can use others
+            (``enhance(..., paste=...)``).
         refine_crop: for families that can (:meth:`dicsr.families.Family.can_recrop`, DIC): crop each
             face again from the landmarks the network predicts on it (its training crop) and
             restore it again when the crop moved noticeably; ignored for the others.
@@ -138,6 +146,7 @@ class FaceSuperResolver:
         *,
         upscale: float | None = None,
         selection: SelectionPolicy | None = None,
+        paste: PasteOptions | None = None,
         refine_crop: bool = False,
         batch_size: int | None = None,
         bg_upsampler: BackgroundUpsampler | None = None,
@@ -146,7 +155,7 @@ class FaceSuperResolver:
         on_stage: StageCallback | None = None,
     ) -> None:
         self._options = CheckedOptions(
-            upscale=upscale, selection=selection, refine_crop=refine_crop, batch_size=batch_size,
+            upscale=upscale, selection=selection, paste=paste, refine_crop=refine_crop, batch_size=batch_size,
             bg_upsampler=bg_upsampler, max_pixels=max_pixels, max_output_pixels=max_output_pixels,
             on_stage=on_stage,
         )
@@ -177,6 +186,7 @@ class FaceSuperResolver:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = None,
         channels_last: bool = False,
+        engine: str = "torch",
         detector: DetectorNetwork | FaceDetector | DetectorSpec = "mobile0.25",
         detector_weights: str | os.PathLike[str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -195,6 +205,12 @@ class FaceSuperResolver:
             device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
             dtype: network precision: ``float32`` (default), ``float16`` (CUDA/MPS) or ``bfloat16``.
             channels_last: run convolutions in NHWC memory format (faster on recent GPUs/CPUs).
+            engine: what runs the network (:data:`dicsr.engines.ENGINES`): ``"torch"`` (eager
+                PyTorch), ``"compile"`` (``torch.compile`` with inductor; each new input shape
+                compiles on first use, a minute or more for DIC) or ``"onnxruntime"`` (the network
+                exported to ONNX and run by ONNX Runtime; CPU and float32 only; needs
+                ``pip install 'dicsr[onnx]'``). Which is faster depends on the network and the
+                machine: docs/performance.md, "Engines".
             detector: RetinaFace backbone, ``"mobile0.25"`` (fast) or ``"resnet50"`` (accurate),
                 built on first use on the resolver's device with the calibrated score threshold
                 (:class:`DetectorSpec`); or a ready
@@ -215,7 +231,8 @@ class FaceSuperResolver:
             InvalidInputError: an option of the wrong type or out of range (before any download).
             ModelNotFoundError, WeightsUnavailableError, IntegrityError, CheckpointError: the
                 model cannot be found, fetched or read (see :func:`dicsr.weights.load_model`).
-            UnsupportedDeviceError, UnsupportedDtypeError: bad ``device`` / ``dtype``.
+            UnsupportedDeviceError, UnsupportedDtypeError: bad ``device`` / ``dtype``, or one the
+                engine cannot run (``"onnxruntime"``: float32 on the CPU).
         """
         CheckedOptions(**options)  # a bad option fails before anything is downloaded
         if isinstance(detector, str):
@@ -225,7 +242,7 @@ class FaceSuperResolver:
                 "detector_weights goes with a detector named by its backbone ('mobile0.25' or 'resnet50'); "
                 "a FaceDetector or DetectorSpec brings its own weights"
             )
-        adapter = _load_adapter(model, device=device, dtype=dtype, channels_last=channels_last,
+        adapter = _load_adapter(model, device=device, dtype=dtype, channels_last=channels_last, engine=engine,
                                 cache_dir=cache_dir, revision=revision, offline=offline, progress=progress,
                                 mirror=mirror)
         resolver = cls(adapter, detector, **options)
@@ -264,6 +281,12 @@ class FaceSuperResolver:
     def selection(self) -> SelectionPolicy:
         """Which detected faces are restored."""
         return cast(SelectionPolicy, self._options.selection)  # CheckedOptions fills in the default
+
+    @property
+    def paste_options(self) -> PasteOptions:
+        """How restored faces go back (the ``paste`` option): strength, back-projection, mask,
+        luminance only."""
+        return cast(PasteOptions, self._options.paste)  # CheckedOptions fills in the default
 
     @property
     def refine_crop(self) -> bool:
@@ -379,6 +402,7 @@ class FaceSuperResolver:
         paste_back: bool = True,
         upscale: float | None = None,
         return_steps: bool = False,
+        paste: PasteOptions | None = None,
     ) -> EnhanceResult:
         """Super-resolve every face in ``image``.
 
@@ -391,7 +415,12 @@ class FaceSuperResolver:
             channel_order: ``"rgb"`` or ``"bgr"`` for numpy inputs (OpenCV users: ``"bgr"``).
             paste_back: blend the faces into the upscaled photo; ``False`` returns faces only.
             upscale: override the resolver's output scale for this call.
-            return_steps: also return every recurrent step's face (DIC).
+            return_steps: also return every recurrent step's face (DIC; the network's raw output,
+                not back-projected).
+            paste: how the faces go back for this call (e.g. ``PasteOptions(strength=0.5)`` or
+                ``sr.paste_options.overridden(back_projection=False)``); ``None``: the resolver's
+                :attr:`paste_options`. Back-projection also applies to the returned faces, so it
+                matters with ``paste_back=False`` too.
 
         Returns:
             An :class:`~dicsr.pipeline.EnhanceResult`. A photo without faces is not an error: the
@@ -403,10 +432,11 @@ class FaceSuperResolver:
         """
         checked_flag("paste_back", paste_back)  # every option of the call, before any work
         checked_flag("return_steps", return_steps)
+        checked_paste(paste)
         prepared = self.prepare(image, aligned=aligned, channel_order=channel_order, upscale=upscale,
                                 paste_back=paste_back)
         (restored,) = self.restore([prepared], return_steps=return_steps)
-        return self.finish(restored, paste_back=paste_back)
+        return self.finish(restored, paste_back=paste_back, paste=paste)
 
     __call__ = enhance
 
@@ -482,11 +512,16 @@ class FaceSuperResolver:
             for i, prepared in enumerate(photos)
         ]
 
-    def finish(self, restored: RestoredPhoto, *, paste_back: bool = True) -> EnhanceResult:
-        """The faces in the caller's type and, with ``paste_back``, pasted into the upscaled photo."""
+    def finish(
+        self, restored: RestoredPhoto, *, paste_back: bool = True, paste: PasteOptions | None = None
+    ) -> EnhanceResult:
+        """The faces as they go back (:meth:`faces_to_paste`) in the caller's type and, with
+        ``paste_back``, pasted into the upscaled photo. ``paste``: as in :meth:`enhance`."""
         checked_flag("paste_back", paste_back)
-        faces = self._restored_faces(restored)
-        image = self.paste(restored) if paste_back else None
+        options = checked_paste(paste) or self.paste_options
+        ready = self.faces_to_paste(restored, options)
+        faces = self._restored_faces(restored, ready)
+        image = self.paste(restored, ready, options) if paste_back else None
         height, width = restored.photo.rgb.shape[:2]
         return EnhanceResult(image=image, faces=faces, upscale=restored.scale, input_size=(width, height),
                              skipped_faces=restored.skipped)
@@ -537,18 +572,46 @@ class FaceSuperResolver:
         self._report("crop", start, 1)
         return [PreparedFace(crop=crop, detection=None)]
 
-    def paste(self, restored: RestoredPhoto) -> ImageOutput:
-        """Blend the restored faces into the upscaled photo and return it in the caller's type
+    def faces_to_paste(self, restored: RestoredPhoto, options: PasteOptions) -> list[FaceToPaste]:
+        """Each restored face as it goes back, in the order of ``restored.faces``: made to agree
+        with its network input (stage ``backproject``, only with ``options.back_projection``;
+        :func:`dicsr.face.consistency.back_project`) and given its paste mask (stage ``mask``: the
+        face-shaped mask from 68 predicted landmarks with ``options.landmark_mask``, else the
+        rounded square; :func:`dicsr.face.paste.face_to_paste`)."""
+        pairs = list(_pairs(restored))
+        images = [output.image for _, output in pairs]
+        if options.back_projection:
+            start = time.perf_counter()
+            images = [back_project(output.image, face.crop.lr) for face, output in pairs]
+            self._report("backproject", start, len(images))
+        start = time.perf_counter()
+        mask_only = options.overridden(back_projection=False)  # done above, timed as its own stage
+        ready = [
+            face_to_paste(image, face.crop.lr, output.landmarks, mask_only)
+            for image, (face, output) in zip(images, pairs, strict=True)
+        ]
+        self._report("mask", start, len(ready))
+        return ready
+
+    def paste(
+        self, restored: RestoredPhoto, faces: Sequence[FaceToPaste], options: PasteOptions
+    ) -> ImageOutput:
+        """Blend the faces (:meth:`faces_to_paste` of ``restored``) into the upscaled photo with
+        ``options.strength`` and ``options.luminance_only``, and return it in the caller's type
         (stage ``paste``, with its parts ``paste.background``, ``paste.blend``, ``paste.output``)."""
         start = time.perf_counter()
         count = len(restored.faces)
+        if len(faces) != count:
+            raise InvalidInputError(f"paste got {len(faces)} faces to paste for the photo's {count} faces")
         # The background owns the upscale (8-bit Pillow, float, or the user's bg_upsampler), the
         # gray handling and the final quantisation; faces are blended into its pixels in place.
         background = Background.for_photo(restored.photo, restored.scale, self._options.bg_upsampler)
         self._report("paste.background", start, count)
         part = time.perf_counter()
-        placements = [(output.image, face.crop.affine) for face, output in _pairs(restored)]
-        paste_faces(background.pixels, placements, upscale=restored.scale, in_place=True)
+        placements = [(f.image, face.crop.affine) for face, f in zip(restored.faces, faces, strict=True)]
+        masks = [f.paste_mask for f in faces]
+        paste_faces(background.pixels, placements, upscale=restored.scale, masks=masks,
+                    strength=options.strength, luminance_only=options.luminance_only, in_place=True)
         self._report("paste.blend", part, count)
         part = time.perf_counter()
         image = background.result()
@@ -616,11 +679,13 @@ class FaceSuperResolver:
             )
         return scale
 
-    def _restored_faces(self, restored: RestoredPhoto) -> tuple[RestoredFace, ...]:
+    def _restored_faces(
+        self, restored: RestoredPhoto, ready: Sequence[FaceToPaste]
+    ) -> tuple[RestoredFace, ...]:
         # Faces carry no alpha: the photo's alpha belongs to the pasted result.
         face_like = dataclasses.replace(restored.photo, alpha=None)
         faces = []
-        for face, output in _pairs(restored):
+        for (face, output), pasted in zip(_pairs(restored), ready, strict=True):
             in_output = None
             if output.landmarks is not None:
                 in_photo = apply_affine(face.crop.inverse_affine, output.landmarks)
@@ -628,7 +693,7 @@ class FaceSuperResolver:
             detection = face.detection
             faces.append(
                 RestoredFace(
-                    image=to_output(output.image, face_like),
+                    image=to_output(pasted.image, face_like),
                     lr=face.crop.lr,
                     affine=face.crop.affine,
                     box=face.crop.box,
@@ -638,6 +703,7 @@ class FaceSuperResolver:
                     landmarks=output.landmarks,
                     landmarks_official=output.landmarks_official,
                     landmarks_in_output=in_output,
+                    mask=pasted.mask,
                     step_images=output.steps,
                 )
             )
@@ -655,13 +721,15 @@ def _load_adapter(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = None,
     channels_last: bool = False,
+    engine: str = "torch",
     cache_dir: str | os.PathLike[str] | None = None,
     revision: str | None = None,
     offline: bool | None = None,
     progress: bool = True,
     mirror: str | None = None,
 ) -> NetworkAdapter:
-    """Load ``model`` (a reference) onto ``device``/``dtype``: the loading of :meth:`from_pretrained`."""
+    """Load ``model`` (a reference) onto ``device``/``dtype`` and ``engine``: the loading of
+    :meth:`from_pretrained`."""
     if isinstance(model, NetworkAdapter):
         raise InvalidInputError(
             "from_pretrained loads a model by reference; compose a loaded NetworkAdapter with "
@@ -674,6 +742,9 @@ def _load_adapter(
         )
     device_, dtype_ = resolve_device(device), resolve_dtype(dtype)  # bad names fail before a download
     checked_flag("channels_last", channels_last)
+    from dicsr.engines import check_engine, with_engine
+
+    check_engine(engine)  # an unknown or uninstalled engine fails before a download
     checked_flag("progress", progress)
     if offline is not None:
         checked_flag("offline", offline)
@@ -687,7 +758,7 @@ def _load_adapter(
 
     adapter = load_model(model, cache_dir=cache_dir, revision=revision, offline=offline, progress=progress,
                          mirror=mirror)
-    return adapter.to(device_, dtype_, channels_last=channels_last)
+    return with_engine(adapter.to(device_, dtype_, channels_last=channels_last), engine)
 
 
 def _skipped_face(face: DetectedFace, reason: SkipReason, detail: str) -> SkippedFace:

@@ -23,7 +23,9 @@ class RestoredFace:
 
     Attributes:
         image: the restored face, ``hr_size`` square, in the type family of the input photo
-            (PIL in -> PIL out, uint8/uint16 arrays stay uint8/uint16, tensors stay tensors).
+            (PIL in -> PIL out, uint8/uint16 arrays stay uint8/uint16, tensors stay tensors), as it
+            is pasted: made to agree with ``lr`` (back-projection) unless the call's
+            :class:`~dicsr.face.paste.PasteOptions` turn ``back_projection`` off.
         lr: the low-resolution crop fed to the network (float32 HWC RGB in [0, 1]).
         affine: 2x3 float64 matrix mapping input-photo coordinates to face coordinates.
         box: square crop box in input-photo coordinates ``(x0, y0, x1, y1)``; ``None`` for the
@@ -36,7 +38,12 @@ class RestoredFace:
             networks that predict no landmarks (SPARNet).
         landmarks_official: the official decoding (first argmax of the 32x32 heatmap, x4), int.
         landmarks_in_output: ``landmarks`` in the coordinates of the restored photo.
-        step_images: each recurrent step's restored face (float32 HWC [0, 1]) when requested.
+        mask: the face's paste mask, ``hr_size × hr_size`` float32 in [0, 1] in face coordinates
+            (sampled at the face's pixel centres): face-shaped from the 68 landmarks the network
+            predicts (with ``landmark_mask``), else the rounded square; composite ``image``
+            through it to paste the face yourself (docs/integration.md).
+        step_images: each recurrent step's restored face (float32 HWC [0, 1]) when requested: the
+            network's raw output, not back-projected.
     """
 
     image: ImageOutput
@@ -49,6 +56,7 @@ class RestoredFace:
     landmarks: np.ndarray | None
     landmarks_official: np.ndarray | None
     landmarks_in_output: np.ndarray | None
+    mask: np.ndarray
     step_images: tuple[np.ndarray, ...] = field(default=())
 
 

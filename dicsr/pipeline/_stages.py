@@ -6,8 +6,9 @@
 * **restore**: the crops of any number of prepared photos through the network in memory-bounded
   batches (and, for families that can, cropped again from their own landmarks), giving one
   :class:`RestoredPhoto` per photo;
-* **finish**: the restored faces in the caller's type and, if asked, pasted into the upscaled
-  photo, giving the :class:`~dicsr.pipeline.EnhanceResult`.
+* **finish**: each restored face made to agree with its input (back-projection) and given its
+  paste mask, the faces in the caller's type and, if asked, pasted into the upscaled photo, giving
+  the :class:`~dicsr.pipeline.EnhanceResult`.
 
 Every stage reports a :class:`StageEvent` to the resolver's ``on_stage`` callback when it is done.
 """
@@ -36,8 +37,10 @@ __all__ = [
 ]
 
 #: The stages, in the order one ``enhance`` call runs them. ``recrop`` (and a second ``restore``
-#: for the faces it moved) runs only with ``refine_crop``; ``paste`` only with ``paste_back``. Names
-#: with a dot are parts of the stage before the dot, and their time is part of its time.
+#: for the faces it moved) runs only with ``refine_crop``; ``backproject`` only with the paste
+#: options' ``back_projection`` (the default); ``mask`` always (the faces returned carry their
+#: masks); ``paste`` only with ``paste_back``. Names with a dot are parts of the stage before the
+#: dot, and their time is part of its time.
 StageName = Literal[
     "decode",
     "detect",
@@ -45,6 +48,8 @@ StageName = Literal[
     "crop",
     "restore",
     "recrop",
+    "backproject",
+    "mask",
     "paste.background",
     "paste.blend",
     "paste.output",
@@ -60,8 +65,8 @@ class StageEvent:
         stage: which stage (:data:`StageName`).
         seconds: its wall-clock time.
         faces: the faces it handled: detected (``detect``), kept (``select``), cropped (``crop``),
-            through the network (``restore``), cropped again (``recrop``), pasted (``paste``); 0 for
-            ``decode``.
+            through the network (``restore``), cropped again (``recrop``), back-projected
+            (``backproject``), given their masks (``mask``), pasted (``paste``); 0 for ``decode``.
     """
 
     stage: StageName
