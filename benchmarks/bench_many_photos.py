@@ -107,6 +107,7 @@ def main() -> int:
     parser.add_argument("--network", choices=sorted(CHECKPOINTS), default="dic")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--workers", type=int, default=2, help="enhance_many's workers")
     parser.add_argument("--all-faces", action="store_true", help="restore faces of every size")
     parser.add_argument("--share-batches", action="store_true",
                         help="also time enhance_many(share_batches=True)")
@@ -126,7 +127,7 @@ def main() -> int:
     faces = sum(resolver.enhance(photo).num_faces for photo in photos)
     modes: dict[str, Callable[[], list[Any]]] = {
         "serial enhance": lambda: [resolver.enhance(photo) for photo in photos],
-        "enhance_many": lambda: list(resolver.enhance_many(photos)),
+        "enhance_many": lambda: list(resolver.enhance_many(photos, workers=args.workers)),
     }
     if args.share_batches:
         modes["enhance_many share_batches"] = lambda: list(resolver.enhance_many(photos, share_batches=True))
@@ -154,7 +155,8 @@ def main() -> int:
         args.json.write_text(json.dumps({
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch": torch.__version__, "threads": args.threads, "network": args.network,
+            "torch": torch.__version__, "threads": args.threads, "workers": args.workers,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "network": args.network,
             "all_faces": args.all_faces, "photos": PHOTOS, "faces_restored": faces,
             "load_average_after": os.getloadavg(), "summary": summary, "rounds": rounds,
         }, indent=2))

@@ -421,11 +421,12 @@ class FaceSuperResolver:
         prefetch: int = DEFAULT_PREFETCH,
         share_batches: bool = False,
     ) -> Generator[EnhanceResult | EnhanceFailure, None, None]:
-        """Restore many photos, faster than calling :meth:`enhance` on each: the next photos are
+        """Restore many photos, overlapping the stages of different photos: the next photos are
         decoded and their faces detected and cropped (``workers`` threads, at most ``prefetch`` photos
         ahead) while the network runs, and pasting overlaps the next network call. Each result is bit
         for bit what :meth:`enhance` returns for that photo: its faces go through the network in the
-        same calls (docs/scaling.md).
+        same calls. The overlap pays where the network leaves cores idle (more cores than its
+        threads, a GPU); docs/scaling.md has the measurements.
 
         Args:
             images: any iterable of what :meth:`enhance` takes (paths, arrays, PIL images, ...); it is
