@@ -17,13 +17,14 @@ from dicsr import errors
 from dicsr._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from dicsr.pipeline import EnhanceResult, FaceSuperResolver, RestoredFace, SkippedFace
+    from dicsr.pipeline import EnhanceFailure, EnhanceResult, FaceSuperResolver, RestoredFace, SkippedFace
     from dicsr.weights import convert_checkpoint, download_model, list_models, load_model
 
 # public name -> module that defines it; resolved on first attribute access (PEP 562)
 _LAZY_EXPORTS = {
     "FaceSuperResolver": "dicsr.pipeline",
     "EnhanceResult": "dicsr.pipeline",
+    "EnhanceFailure": "dicsr.pipeline",
     "RestoredFace": "dicsr.pipeline",
     "SkippedFace": "dicsr.pipeline",
     "list_models": "dicsr.weights",
@@ -33,6 +34,7 @@ _LAZY_EXPORTS = {
 }
 
 __all__ = [
+    "EnhanceFailure",
     "EnhanceResult",
     "FaceSuperResolver",
     "RestoredFace",

@@ -146,11 +146,21 @@ def run_enhance(args: argparse.Namespace) -> int:
     if args.engine == "ray":  # the same jobs, summary and exit code; each Ray actor loads its own model
         del resolver
         return run_on_ray(jobs, record, args, summary, resolver_arguments(args, limits))
+    # Inputs whose outputs all exist are skipped; the others go through enhance_many, which prepares
+    # the next photos while the network restores the current one (same results as enhance).
+    wanted = [bool(args.overwrite or outputs.missing()) for _, outputs in jobs]
+    outcomes = resolver.enhance_many(
+        (source for (source, _), todo in zip(jobs, wanted, strict=True) if todo), aligned=args.aligned
+    )
     done = 0
     try:
-        with _progress(len(jobs), enabled=not args.no_progress) as advance:
-            for source, outputs in jobs:
-                _run_one(resolver, source, outputs, record, args, summary)
+        with contextlib.closing(outcomes), _progress(len(jobs), enabled=not args.no_progress) as advance:
+            for (source, outputs), todo in zip(jobs, wanted, strict=True):
+                if todo:
+                    _write_one(next(outcomes), source, outputs, record, args, summary)
+                else:
+                    summary.skipped += 1
+                    logger.info("skip %s: its outputs exist (use --overwrite)", source)
                 done += 1
                 advance()
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): account for every input
@@ -165,23 +175,23 @@ def run_enhance(args: argparse.Namespace) -> int:
     return summary.exit_code()
 
 
-def _run_one(
-    resolver: Any, source: Path, outputs: OutputFiles, record: OutputRecord, args: argparse.Namespace,
+def _write_one(
+    outcome: Any, source: Path, outputs: OutputFiles, record: OutputRecord, args: argparse.Namespace,
     summary: RunSummary,
 ) -> None:
-    """Process one input and count it in ``summary``; its failure never stops the run."""
-    missing = outputs.missing()
-    if not missing and not args.overwrite:
-        summary.skipped += 1
-        logger.info("skip %s: its outputs exist (use --overwrite)", source)
-        return
+    """Write the outputs of one restored input (or list its failure) and count it in ``summary``;
+    its failure never stops the run."""
+    from dicsr.pipeline import EnhanceFailure
+
     try:
-        result, written = _enhance_one(resolver, source, outputs, record, args)
+        if isinstance(outcome, EnhanceFailure):
+            raise outcome.error
+        written = _write_outputs(outcome, source, outputs, record, args)
     except Exception as exc:  # MemoryError included: listed, and the next input goes on
         summary.failures.append((source, failure_reason(exc, source)))
         logger.debug("failed %s", source, exc_info=True)
         return
-    summary.add_done(result.num_faces, written, left_alone=[face.reason for face in result.skipped_faces])
+    summary.add_done(outcome.num_faces, written, left_alone=[face.reason for face in outcome.skipped_faces])
 
 
 def _existing_output_folder(folder: Path) -> bool:
@@ -290,13 +300,11 @@ def _paste_options(args: argparse.Namespace) -> Any:
                         landmark_mask=args.landmark_mask, luminance_only=args.luminance_only)
 
 
-def _enhance_one(
-    resolver: Any, source: Path, outputs: OutputFiles, record: OutputRecord, args: argparse.Namespace
-) -> tuple[Any, set[str]]:
-    """Restore ``source`` and write each of its outputs that is missing (all with --overwrite).
-
-    Returns the :class:`~dicsr.pipeline.EnhanceResult` and the kinds of output written.
-    """
+def _write_outputs(
+    result: Any, source: Path, outputs: OutputFiles, record: OutputRecord, args: argparse.Namespace
+) -> set[str]:
+    """Write each output of ``source``'s :class:`~dicsr.pipeline.EnhanceResult` that is missing (all
+    with --overwrite); returns the kinds of output written."""
     from dicsr._files import atomic_write_text
     from dicsr.image import save_image
     from dicsr.visualize import draw_landmarks, side_by_side
@@ -307,7 +315,6 @@ def _enhance_one(
         record.add(path)
         return True
 
-    result = resolver.enhance(source, aligned=args.aligned)
     output = result.image
     if args.draw_landmarks:
         points = [f.landmarks_in_output for f in result.faces if f.landmarks_in_output is not None]
@@ -328,7 +335,7 @@ def _enhance_one(
     if wanted(outputs.image):
         save_image(output, outputs.image)
         written.add(PHOTO)
-    return result, written
+    return written
 
 
 @contextlib.contextmanager

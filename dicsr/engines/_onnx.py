@@ -121,7 +121,7 @@ def export_onnx(
         dynamic_batch: leave the batch axis free (otherwise the graph is fixed at batch 1).
 
     Raises:
-        InvalidInputError: ``opset`` is below :data:`MIN_OPSET` (the exporter lacks DIC's operators
+        InvalidInputError: ``opset`` is below ``MIN_OPSET`` (14) (the exporter lacks DIC's operators
             there) or above the newest opset this torch's exporter writes.
     """
     check_opset(opset)

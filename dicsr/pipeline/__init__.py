@@ -11,6 +11,10 @@ network), :meth:`FaceSuperResolver.restore` (faces of any number of photos throu
 :meth:`FaceSuperResolver.finish` (the result). The modules are private; the names below are the
 public ones (:class:`SelectionPolicy` is :class:`dicsr.face.select.SelectionPolicy` and
 :class:`PasteOptions` is :class:`dicsr.face.paste.PasteOptions`, re-exported).
+
+Many photos: :meth:`FaceSuperResolver.enhance_many` overlaps the three parts across photos and
+yields an :class:`EnhanceResult` or an :class:`EnhanceFailure` per input, in order;
+:meth:`FaceSuperResolver.enhance_batch` returns a list.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dicsr.face.paste import PasteOptions
 from dicsr.face.select import SelectionPolicy
 from dicsr.image import BackgroundUpsampler
 from dicsr.pipeline._detector import DetectorSpec
+from dicsr.pipeline._many import EnhanceFailure, EnhanceOutcome
 from dicsr.pipeline._options import DEFAULT_MAX_OUTPUT_PIXELS, PipelineOptions
 from dicsr.pipeline._resolver import FaceSuperResolver
 from dicsr.pipeline._results import EnhanceResult, RestoredFace, SkippedFace
@@ -36,6 +41,8 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_PIXELS",
     "BackgroundUpsampler",
     "DetectorSpec",
+    "EnhanceFailure",
+    "EnhanceOutcome",
     "EnhanceResult",
     "FaceSuperResolver",
     "NetworkFace",

@@ -16,13 +16,14 @@ Each stage is a method that takes what the previous one returned (see
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -49,6 +50,7 @@ from dicsr.image import (
     upscaled_points,
 )
 from dicsr.pipeline._detector import DetectorSpec
+from dicsr.pipeline._many import DEFAULT_PREFETCH, DEFAULT_WORKERS, EnhanceFailure, enhance_many
 from dicsr.pipeline._options import (
     DEFAULT_MAX_OUTPUT_PIXELS,
     CheckedOptions,
@@ -439,6 +441,84 @@ class FaceSuperResolver:
         return self.finish(restored, paste_back=paste_back, paste=paste)
 
     __call__ = enhance
+
+    def enhance_many(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        aligned: bool = False,
+        channel_order: ChannelOrder = "rgb",
+        paste_back: bool = True,
+        upscale: float | None = None,
+        return_steps: bool = False,
+        workers: int = DEFAULT_WORKERS,
+        prefetch: int = DEFAULT_PREFETCH,
+        share_batches: bool = False,
+    ) -> Generator[EnhanceResult | EnhanceFailure, None, None]:
+        """Restore many photos, overlapping the stages of different photos: the next photos are
+        decoded and their faces detected and cropped (``workers`` threads, at most ``prefetch`` photos
+        ahead) while the network runs, and pasting overlaps the next network call. Each result is bit
+        for bit what :meth:`enhance` returns for that photo: its faces go through the network in the
+        same calls. The overlap pays where the network leaves cores idle (more cores than its
+        threads, a GPU); docs/scaling.md has the measurements.
+
+        Args:
+            images: any iterable of what :meth:`enhance` takes (paths, arrays, PIL images, ...); it is
+                read lazily, at most ``prefetch`` items ahead.
+            aligned: as for :meth:`enhance`, for every image.
+            channel_order: as for :meth:`enhance`.
+            paste_back: as for :meth:`enhance`.
+            upscale: as for :meth:`enhance`.
+            return_steps: as for :meth:`enhance`.
+            workers: threads preparing and finishing photos beside the network.
+            prefetch: photos prepared ahead of the network, and finished results kept before the
+                caller takes them; memory grows with it (at most ``prefetch`` decoded photos with
+                their crops, ``prefetch + 1`` finished results, and one network batch).
+            share_batches: let faces of several photos share network calls (up to
+                :meth:`network_batch_size` faces): faster where batches pay (GPUs, photos with one
+                face), but not bit for bit :meth:`enhance`'s results (a face's output depends on its
+                batch in the last bits; measured in docs/scaling.md).
+
+        Yields:
+            One item per input, in input order: its :class:`EnhanceResult`, or an
+            :class:`~dicsr.pipeline.EnhanceFailure` (index, name, typed error) for an input that
+            cannot be restored; the others go on. ``images`` is read at most ``2 * prefetch`` items
+            beyond the last one yielded; to stop early, ``close()`` the iterator (or drop it): its
+            threads end.
+
+        Raises:
+            InvalidInputError: a bad option, at the call (before any image is read).
+        """
+        return enhance_many(self, images, aligned=aligned, channel_order=channel_order, paste_back=paste_back,
+                            upscale=upscale, return_steps=return_steps, workers=workers, prefetch=prefetch,
+                            share_batches=share_batches)
+
+    def enhance_batch(
+        self,
+        images: Iterable[ImageInput],
+        *,
+        aligned: bool = False,
+        channel_order: ChannelOrder = "rgb",
+        paste_back: bool = True,
+        upscale: float | None = None,
+        return_steps: bool = False,
+    ) -> list[EnhanceResult]:
+        """:meth:`enhance_many` collected into a list: every photo restored, or an error.
+
+        Raises:
+            InvalidImageError, ImageTooLargeError, ...: the error of the first input that fails
+                (the inputs after it are not restored).
+            InvalidInputError: a bad option.
+        """
+        results = []
+        outcomes = self.enhance_many(images, aligned=aligned, channel_order=channel_order,
+                                     paste_back=paste_back, upscale=upscale, return_steps=return_steps)
+        with contextlib.closing(outcomes):
+            for outcome in outcomes:
+                if isinstance(outcome, EnhanceFailure):
+                    raise outcome.error
+                results.append(outcome)
+        return results
 
     # -- the three parts ---------------------------------------------------------------------------
 
