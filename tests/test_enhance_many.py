@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from _support import shared_path
 from PIL import Image
 
 from dicsr import EnhanceFailure, EnhanceResult, FaceSuperResolver
 from dicsr.errors import InvalidImageError, InvalidInputError
 from dicsr.face.detect import FaceDetector
-from dicsr.pipeline import SelectionPolicy, StageEvent
+from dicsr.pipeline import PasteOptions, SelectionPolicy, StageEvent
 from dicsr.weights import load_model
 
 #: The photos' faces are larger than a 16-px model restores by default; restore them all.
@@ -117,6 +117,17 @@ def test_faces_of_several_photos_share_calls_only_when_asked(sparnet_model_dir, 
         assert levels.max() <= 1
 
 
+def test_a_per_call_paste_override_applies_to_every_photo_as_in_enhance(sparnet_model_dir, detector, photos):
+    sr = FaceSuperResolver(load_model(sparnet_model_dir), detector, upscale=1, selection=EVERY_SIZE)
+    good = photos[:2]
+    weaker = PasteOptions(strength=0.5, back_projection=False)
+    alone = [sr.enhance(photo, paste=weaker) for photo in good]
+    assert any(not np.array_equal(np.asarray(a.image), np.asarray(sr.enhance(p).image))
+               for a, p in zip(alone, good, strict=True))  # the override changes the photo
+    for got, expected in zip(sr.enhance_batch(good, paste=weaker), alone, strict=True):
+        assert_same_result(got, expected)
+
+
 def test_an_endless_stream_is_read_lazily_and_stopping_ends_the_threads(sparnet_model_dir, detector) -> None:
     sr = FaceSuperResolver(load_model(sparnet_model_dir), detector, upscale=1)
     photo = shared_path("faces", "face_recognition", "examples", "obama-240p.jpg")
@@ -137,7 +148,8 @@ def test_an_endless_stream_is_read_lazily_and_stopping_ends_the_threads(sparnet_
 
 
 @pytest.mark.parametrize(("option", "value"), [("workers", 0), ("prefetch", -1), ("prefetch", 1.5),
-                                               ("share_batches", "yes"), ("upscale", 0)])
+                                               ("share_batches", "yes"), ("upscale", 0),
+                                               ("paste", "strong")])
 def test_a_bad_option_is_refused_at_the_call_naming_it(sparnet_model_dir, option, value) -> None:
     sr = FaceSuperResolver(load_model(sparnet_model_dir), upscale=1)
     with pytest.raises(InvalidInputError, match=option):

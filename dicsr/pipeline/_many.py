@@ -40,8 +40,9 @@ import torch
 from PIL import Image
 
 from dicsr.errors import InvalidInputError
+from dicsr.face.paste import PasteOptions
 from dicsr.image import ChannelOrder, ImageInput
-from dicsr.pipeline._options import checked_flag, checked_scale
+from dicsr.pipeline._options import checked_flag, checked_paste, checked_scale
 from dicsr.pipeline._results import EnhanceResult
 from dicsr.pipeline._stages import PreparedPhoto, RestoredPhoto
 
@@ -127,6 +128,7 @@ def enhance_many(
     paste_back: bool = True,
     upscale: float | None = None,
     return_steps: bool = False,
+    paste: PasteOptions | None = None,
     workers: int = DEFAULT_WORKERS,
     prefetch: int = DEFAULT_PREFETCH,
     share_batches: bool = False,
@@ -141,6 +143,7 @@ def enhance_many(
         checked_flag(name, flag)
     if upscale is not None:
         upscale = checked_scale("upscale", upscale)
+    checked_paste(paste)
     for name, count in (("workers", workers), ("prefetch", prefetch)):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InvalidInputError(f"{name} must be a whole number >= 1, got {count!r}")
@@ -157,7 +160,7 @@ def enhance_many(
                                 paste_back=paste_back)
 
     def finish(restored: RestoredPhoto) -> EnhanceResult:
-        return resolver.finish(restored, paste_back=paste_back)
+        return resolver.finish(restored, paste_back=paste_back, paste=paste)
 
     capacity = resolver.network_batch_size() if share_batches else 0
     return _run(resolver, iter(images), prepare, finish, return_steps=return_steps, workers=workers,

@@ -451,6 +451,7 @@ class FaceSuperResolver:
         paste_back: bool = True,
         upscale: float | None = None,
         return_steps: bool = False,
+        paste: PasteOptions | None = None,
         workers: int = DEFAULT_WORKERS,
         prefetch: int = DEFAULT_PREFETCH,
         share_batches: bool = False,
@@ -470,6 +471,7 @@ class FaceSuperResolver:
             paste_back: as for :meth:`enhance`.
             upscale: as for :meth:`enhance`.
             return_steps: as for :meth:`enhance`.
+            paste: as for :meth:`enhance`.
             workers: threads preparing and finishing photos beside the network.
             prefetch: photos prepared ahead of the network, and finished results kept before the
                 caller takes them; memory grows with it (at most ``prefetch`` decoded photos with
@@ -490,8 +492,8 @@ class FaceSuperResolver:
             InvalidInputError: a bad option, at the call (before any image is read).
         """
         return enhance_many(self, images, aligned=aligned, channel_order=channel_order, paste_back=paste_back,
-                            upscale=upscale, return_steps=return_steps, workers=workers, prefetch=prefetch,
-                            share_batches=share_batches)
+                            upscale=upscale, return_steps=return_steps, paste=paste, workers=workers,
+                            prefetch=prefetch, share_batches=share_batches)
 
     def enhance_batch(
         self,
@@ -502,6 +504,7 @@ class FaceSuperResolver:
         paste_back: bool = True,
         upscale: float | None = None,
         return_steps: bool = False,
+        paste: PasteOptions | None = None,
     ) -> list[EnhanceResult]:
         """:meth:`enhance_many` collected into a list: every photo restored, or an error.
 
@@ -512,7 +515,8 @@ class FaceSuperResolver:
         """
         results = []
         outcomes = self.enhance_many(images, aligned=aligned, channel_order=channel_order,
-                                     paste_back=paste_back, upscale=upscale, return_steps=return_steps)
+                                     paste_back=paste_back, upscale=upscale, return_steps=return_steps,
+                                     paste=paste)
         with contextlib.closing(outcomes):
             for outcome in outcomes:
                 if isinstance(outcome, EnhanceFailure):
