@@ -8,12 +8,13 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from dicsr._cli.inputs import ALLOW_FLAG, Ignored, collect_inputs, unusable_reason
 from dicsr._cli.interrupts import Terminated
+from dicsr._cli.progress import progress_bar
 from dicsr._cli.ray_engine import add_engine_options, check_engine_options, run_on_ray
 from dicsr._cli.summary import RunSummary, failure_reason
 from dicsr._files import remove_abandoned_temporaries
@@ -154,7 +155,7 @@ def run_enhance(args: argparse.Namespace) -> int:
     )
     done = 0
     try:
-        with contextlib.closing(outcomes), _progress(len(jobs), enabled=not args.no_progress) as advance:
+        with contextlib.closing(outcomes), progress_bar(len(jobs), enabled=not args.no_progress) as advance:
             for (source, outputs), todo in zip(jobs, wanted, strict=True):
                 if todo:
                     _write_one(next(outcomes), source, outputs, record, args, summary)
@@ -336,20 +337,3 @@ def _write_outputs(
         save_image(output, outputs.image)
         written.add(PHOTO)
     return written
-
-
-@contextlib.contextmanager
-def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[], object]]:
-    """A progress bar over ``total`` inputs (none for a single one); yields "one more is done".
-
-    While the bar is shown, log records are written through it, so a warning (e.g. the output
-    cap) appears on its own line instead of inside the bar.
-    """
-    if not enabled or total < 2:
-        yield lambda: None
-        return
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    with logging_redirect_tqdm(), tqdm(total=total, desc="dicsr", unit="img") as bar:
-        yield bar.update

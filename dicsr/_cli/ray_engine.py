@@ -20,6 +20,7 @@ from typing import Any
 
 from dicsr import errors
 from dicsr._cli.interrupts import Terminated
+from dicsr._cli.progress import progress_bar
 from dicsr._cli.summary import RunSummary, failure_reason
 from dicsr._photo_files import OutputFiles, OutputRecord
 from dicsr.errors import InvalidInputError
@@ -91,7 +92,6 @@ def run_on_ray(
 ) -> int:
     """Restore ``jobs`` (each input and its planned outputs) on Ray; print the summary and return the
     exit code, as the local run does."""
-    from dicsr._cli.enhance import _progress  # the local run's bar (imported here: enhance imports us)
     from dicsr.distributed import PhotoJob, enhance_jobs
 
     to_run: list[PhotoJob] = []
@@ -116,7 +116,7 @@ def run_on_ray(
                     threads_per_actor=args.threads_per_actor, overwrite=args.overwrite, aligned=args.aligned,
                     **resolver_arguments,
                 )
-                with _progress(len(to_run), enabled=not args.no_progress) as advance:
+                with progress_bar(len(to_run), enabled=not args.no_progress) as advance:
                     for row in dataset.iter_rows():
                         rows.append(row)
                         advance()
