@@ -49,7 +49,10 @@ def start(photos: Path, output: Path, model: Path, weights: Path) -> subprocess.
                "--detector-weights", str(weights), "--upscale", "2", "--ext", "png", "--save-landmarks",
                "--no-progress", "--all-faces"]  # the photo's one large face is restored
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # As from a terminal: a shell starts background jobs (pytest run with `&`, CI runners) with SIGINT
+    # ignored, and a child inherits that; the command's Ctrl-C handling is what is under test.
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def temporaries(output: Path) -> list[str]:
