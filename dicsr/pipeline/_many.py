@@ -216,12 +216,14 @@ def _next_group(
     preparing: deque[_Waiting], read_ahead: _ReadAhead, *, capacity: int, most: int
 ) -> list[tuple[_Waiting, PreparedPhoto | None]]:
     """The next photos (at most ``most``), in order, whose faces go through the network together: the
-    first one (waited for), then, while fewer than ``capacity`` faces are gathered, those already
-    prepared (never waiting for one: the network is better busy with fewer faces than idle).
-    ``capacity`` 0: the first photo alone."""
+    first one (waited for), then those already prepared whose faces still fit in ``capacity`` (never
+    waiting for one: the network is better busy with fewer faces than idle). ``capacity`` 0: the
+    first photo alone."""
     group: list[tuple[_Waiting, PreparedPhoto | None]] = []
     faces = 0
-    while preparing and (not group or (faces < capacity and len(group) < most and _is_done(preparing[0]))):
+    while preparing and (
+        not group or (capacity > 0 and len(group) < most and _fits(preparing[0], capacity - faces))
+    ):
         waiting = preparing.popleft()
         read_ahead()
         assert waiting.future is not None
@@ -234,6 +236,16 @@ def _next_group(
         group.append((waiting, prepared))
         faces += len(prepared.faces)
     return group
+
+
+def _fits(waiting: _Waiting, room: int) -> bool:
+    """Whether a photo is prepared and its faces fit in ``room`` more (a failed one always fits)."""
+    if waiting.future is None or not waiting.future.done():
+        return False
+    if waiting.future.exception() is not None:
+        return True
+    prepared: PreparedPhoto = waiting.future.result()  # type: ignore[assignment]
+    return len(prepared.faces) <= room
 
 
 def _restore(
