@@ -40,8 +40,11 @@ import torch
 torch.set_num_threads({threads})
 import dicsr
 imported = time.perf_counter()
+from dicsr.pipeline import SelectionPolicy
+# every face: the photo's face is larger than DIC restores by default (issue 11's size rule)
 resolver = dicsr.FaceSuperResolver.from_pretrained(
-    {model!r}, device="cpu", detector_weights={detector!r}, {options})
+    {model!r}, device="cpu", detector_weights={detector!r}, selection=SelectionPolicy(all_sizes=True),
+    {options})
 built = time.perf_counter()
 result = resolver.enhance({photo!r})
 first = time.perf_counter()
