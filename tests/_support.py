@@ -27,3 +27,17 @@ def shared_path(*parts: str) -> Path:
             f"weights) is expected beside the repository as ../shared or in $DICSR_SHARED_DIR"
         )
     return path
+
+
+def write_two_small_photos(folder: Path) -> None:
+    """Two small real photos in ``folder``: ``two.jpg`` (two people at a quarter size) and
+    ``nested/group.jpg`` (a group photo in a sub-folder); the folder runs of the CLI and of Ray use them."""
+    import shutil
+
+    from PIL import Image
+
+    (folder / "nested").mkdir(exist_ok=True)
+    two = Image.open(shared_path("faces", "face_recognition", "examples", "two_people.jpg")).convert("RGB")
+    two.resize((two.width // 4, two.height // 4), Image.BICUBIC).save(folder / "two.jpg", quality=95)
+    group = shared_path("faces", "dlib", "examples", "faces", "2008_002470.jpg")
+    shutil.copy(group, folder / "nested" / "group.jpg")

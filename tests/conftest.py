@@ -79,7 +79,7 @@ def sparnet_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- tiers -----------------------------------------------------------------------------------
 
 #: Names through which a test reaches ../shared.
-SHARED_ENTRY_POINTS = frozenset({"shared_path", "SHARED_DIR"})
+SHARED_ENTRY_POINTS = frozenset({"shared_path", "SHARED_DIR", "write_two_small_photos"})
 
 #: Modules whose every test is slow (``tests/<name>``): the CLI's interrupt tests start real
 #: processes and wait for them to be interrupted mid-run.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import shared_path
+from _support import shared_path, write_two_small_photos
 from PIL import Image
 
 from dicsr import __version__
@@ -29,11 +29,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two small real photos in nested folders."""
     folder = tmp_path_factory.mktemp("photos")
-    (folder / "nested").mkdir()
-    two = Image.open(shared_path("faces", "face_recognition", "examples", "two_people.jpg")).convert("RGB")
-    two.resize((two.width // 4, two.height // 4), Image.BICUBIC).save(folder / "two.jpg", quality=95)
-    group = shared_path("faces", "dlib", "examples", "faces", "2008_002470.jpg")
-    shutil.copy(group, folder / "nested" / "group.jpg")
+    write_two_small_photos(folder)
     return folder
 
 

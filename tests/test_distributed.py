@@ -8,13 +8,12 @@ need no Ray running.
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _support import shared_path
+from _support import write_two_small_photos
 from PIL import Image
 
 from dicsr.cli import main
@@ -40,11 +39,8 @@ def local_ray() -> Iterator[None]:
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two real photos (one in a sub-folder) and three bad files: empty, not an image, cut short."""
     folder = tmp_path_factory.mktemp("photos")
-    (folder / "nested").mkdir()
-    two = Image.open(shared_path("faces", "face_recognition", "examples", "two_people.jpg")).convert("RGB")
-    two.resize((two.width // 4, two.height // 4), Image.BICUBIC).save(folder / "two.jpg", quality=95)
-    group = shared_path("faces", "dlib", "examples", "faces", "2008_002470.jpg")
-    shutil.copy(group, folder / "nested" / "group.jpg")
+    write_two_small_photos(folder)
+    group = folder / "nested" / "group.jpg"
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "text.png").write_bytes(b"a text file, not a photo\n")
     (folder / "cut.jpg").write_bytes(group.read_bytes()[:3000])
